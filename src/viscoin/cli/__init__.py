@@ -1,0 +1,47 @@
+"""The ``viscoin`` command line: one module per command group, no logic of its own.
+
+Each module parses options, calls the library and prints. A :class:`~viscoin.errors.UserError`
+anywhere below becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from viscoin.errors import UserError
+
+app = typer.Typer(
+    name="viscoin",
+    help="VisCoIN: learn the concepts a classifier uses and show them through a StyleGAN2 generator.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+train_app = typer.Typer(
+    help="Train a classifier, a StyleGAN2 generator or a VisCoIN ensemble.", no_args_is_help=True
+)
+test_app = typer.Typer(help="Test a trained model on a dataset's test split.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(test_app, name="test")
+
+
+def _register() -> None:
+    # Importing a command module registers its commands on the apps above.
+    from viscoin.cli import config_cmd, info  # noqa: F401
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``viscoin`` console script."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,308 @@
+"""Typed configuration: one dataclass per concern, YAML presets, dotted command-line overrides.
+
+Every command reads a :class:`Config`. It is built from a preset (``configs/<name>.yaml`` or any YAML
+path), then ``section.field=value`` overrides are applied, and the resolved config is written into
+the run directory as ``config.yaml``. Unknown keys and wrongly typed values are user errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from viscoin.errors import UserError
+
+PRESETS_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class RunConfig:
+    """Where a run lives and how it is seeded."""
+
+    name: str | None = None  # run directory name under runs_dir; None: derived from the command
+    runs_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it is, and how images are shaped."""
+
+    name: str = (
+        "shapes"  # registry name: cub | stanford_cars | celeba_hq | funnybirds | folder | shapes
+    )
+    root: str | None = None  # dataset root; None uses the dataset's default location
+    resolution: int = 64  # images are resized/cropped to resolution × resolution
+    batch_size: int = 32
+    num_workers: int = 2
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
+
+
+@dataclass
+class ClassifierConfig:
+    """The classifier f and its fine-tuning."""
+
+    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50
+    weights: str = "none"  # none | imagenet | path to a .pth/.safetensors state dict
+    epochs: int = 30
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_step: int = 0  # epochs between lr decays (0: constant lr)
+    lr_gamma: float = 0.1
+    batch_size: int = 32
+
+
+@dataclass
+class GanConfig:
+    """StyleGAN2 architecture and training (used by ``viscoin train gan``)."""
+
+    resolution: int = 256
+    z_dim: int = 512
+    w_dim: int = 512
+    c_dim: int = 0
+    mapping_layers: int = 2
+    channel_base: int = 16384
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    # training
+    kimg: float = 1000.0  # thousands of real images shown
+    batch_size: int = 32
+    lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 1.0
+    r1_interval: int = 16
+    pl_weight: float = 0.0
+    pl_interval: int = 4
+    ema_kimg: float = 10.0
+    augment: bool = False
+    snapshot_every: int = 1000  # iterations between checkpoints / sample grids
+    log_every: int = 50
+
+
+@dataclass
+class ViscoinConfig:
+    """The VisCoIN ensemble (Ψ, Θ, Ω) and its training objective."""
+
+    n_concepts: int = 256  # K
+    channels: int = 512  # C, channels of each of Ψ's input branches
+    coarse: int = 2  # first W+ row fed by the concept maps Φ
+    mid: int | None = None  # last W+ row fed by Φ; None: num_ws - 4
+    translator_layers: int = 1
+    dropout: float = 0.01
+    # objective (METHOD.md §2)
+    alpha: float = 0.5  # output fidelity
+    beta: float = 3.0  # LPIPS
+    gamma: float = 0.1  # classifier CE on reconstructions
+    delta: float = 0.2  # sparsity
+    lpips: str = "vgg"  # vgg | none | path to local LPIPS/VGG weights
+    # optimisation
+    iterations: int = 100_000
+    real_batch: int = 8
+    fake_batch: int = 8
+    lr: float = 1e-4
+    warmup: int = 100  # L_of and L_spar switch on after this many iterations
+    decay_start: float = 0.5  # fraction of iterations after which the lr decays
+    decay_every: int = 1000
+    decay_factor: float = 0.8
+    grad_accum: int = 1
+    amp: str = "none"  # none | bf16
+    compile: bool = False
+    eval_every: int = 1000
+    eval_batches: int = 0  # 0: the whole test split
+    checkpoint_every: int = 5000
+    log_every: int = 50
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    viscoin: ViscoinConfig = field(default_factory=ViscoinConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
+        return _plain(asdict(self))
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (atomically)."""
+        from viscoin.utils.io import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def available_presets() -> list[str]:
+    """Names of the YAML presets shipped with the package."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """A preset name (``cub``) or a YAML path → the YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    preset = PRESETS_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    if path.suffix in (".yaml", ".yml"):
+        raise UserError(
+            f"config file not found: {path}. Give an existing YAML file or a preset name."
+        )
+    raise UserError(
+        f"unknown config '{name_or_path}'. Presets: {', '.join(available_presets())}; "
+        "or give the path of a YAML file."
+    )
+
+
+def load_config(
+    name_or_path: str | Path | None = None, overrides: typing.Sequence[str] = ()
+) -> Config:
+    """Build a :class:`Config` from a preset or YAML file, then apply ``a.b=value`` overrides."""
+    config = Config()
+    if name_or_path is not None:
+        path = resolve_preset(name_or_path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"config file {path} must hold a mapping of sections, not {raw!r}")
+        config = from_dict(raw, source=str(path))
+    return apply_overrides(config, overrides)
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build a :class:`Config` from a nested dict; unknown keys are refused."""
+    config = Config()
+    for section_name, values in raw.items():
+        section = _section(config, section_name, source)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: section '{section_name}' must be a mapping")
+        for key, value in values.items():
+            _set_field(section, section_name, key, value, source)
+    return config
+
+
+def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
+    """Apply ``section.field=value`` strings; values are parsed as YAML scalars/lists."""
+    config = dataclasses.replace(
+        config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in fields(config)}
+    )
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(
+                f"override '{item}' must look like section.field=value, e.g. viscoin.lr=3e-4"
+            )
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        if len(parts) < 2:
+            raise UserError(
+                f"override '{item}' must name a section and a field, e.g. data.name=cub"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        section = _section(config, parts[0], "--set")
+        if parts[1] == "options" and len(parts) > 2:
+            section.options = {**section.options, ".".join(parts[2:]): value}
+            continue
+        if len(parts) > 2:
+            raise UserError(f"override '{item}': only data.options.* may be nested")
+        _set_field(section, parts[0], parts[1], value, "--set")
+    return config
+
+
+def _section(config: Config, name: str, source: str) -> Any:
+    names = [f.name for f in fields(config)]
+    if name not in names:
+        raise UserError(f"{source}: unknown config section '{name}'. Sections: {', '.join(names)}")
+    return getattr(config, name)
+
+
+def _set_field(section: Any, section_name: str, key: str, value: Any, source: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    if key not in hints:
+        known = ", ".join(f.name for f in fields(section))
+        raise UserError(f"{source}: unknown field '{section_name}.{key}'. Fields: {known}")
+    setattr(section, key, _coerce(value, hints[key], f"{section_name}.{key}", source))
+
+
+def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+    """Check/convert a parsed YAML value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name, source)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0] if errors else f"{source}: bad value for {name}")
+    bad = UserError(f"{source}: {name} must be of type {_type_name(hint)}, got {value!r}")
+    if hint is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise bad
+        return tuple(_coerce(v, a, name, source) for v, a in zip(value, args, strict=True))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if hint is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise bad
+        return str(value)
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

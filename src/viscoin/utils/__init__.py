@@ -1,0 +1,1 @@
+"""Plumbing shared by every command: atomic files, checkpoints, run directories, logging, devices."""

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from viscoin.config import Config, apply_overrides, available_presets, load_config
+from viscoin.errors import UserError
+
+
+def test_presets_load_with_paper_values():
+    assert {"cub", "stanford_cars", "celeba_hq", "funnybirds", "shapes"} <= set(available_presets())
+    cub = load_config("cub")
+    assert cub.data.name == "cub"
+    assert cub.classifier.lr == pytest.approx(1e-4) and cub.classifier.epochs == 30
+    assert (cub.viscoin.alpha, cub.viscoin.beta, cub.viscoin.gamma, cub.viscoin.delta) == (
+        0.5,
+        3.0,
+        0.1,
+        0.2,
+    )
+    assert cub.viscoin.iterations == 100_000 and cub.viscoin.n_concepts == 256
+    cars = load_config("stanford_cars")
+    assert (
+        cars.classifier.optimizer == "sgd"
+        and cars.classifier.lr == 0.1
+        and cars.classifier.lr_step == 30
+    )
+    assert load_config("celeba_hq").viscoin.iterations == 50_000
+
+
+def test_overrides_are_typed():
+    cfg = load_config(
+        "shapes",
+        [
+            "viscoin.lr=3e-4",
+            "data.resolution=32",
+            "gan.betas=[0.1, 0.9]",
+            "viscoin.mid=5",
+            "run.device=cpu",
+            "data.options.n_train=100",
+        ],
+    )
+    assert cfg.viscoin.lr == pytest.approx(3e-4) and isinstance(cfg.viscoin.lr, float)
+    assert cfg.data.resolution == 32
+    assert cfg.gan.betas == (0.1, 0.9)
+    assert cfg.viscoin.mid == 5
+    assert cfg.data.options == {"n_train": 100}
+    # the original is untouched
+    base = load_config("shapes")
+    assert apply_overrides(base, ["data.resolution=16"]).data.resolution == 16
+    assert base.data.resolution == 64
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("viscoin.nope=1", "unknown field 'viscoin.nope'"),
+        ("bogus.x=1", "unknown config section 'bogus'"),
+        ("data.resolution=big", "data.resolution must be of type int"),
+        ("viscoin.compile=maybe", "viscoin.compile must be of type bool"),
+        ("noequals", "must look like section.field=value"),
+    ],
+)
+def test_bad_overrides_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config("shapes", [override])
+
+
+def test_save_and_reload_round_trip(tmp_path: Path):
+    cfg = load_config("cub", ["viscoin.lr=2e-4", "gan.conv_clamp=256"])
+    cfg.save(tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["viscoin"]["lr"] == 2e-4
+
+
+def test_unknown_preset_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(UserError, match="unknown config 'nope'"):
+        load_config("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("data:\n  colour: red\n")
+    with pytest.raises(UserError, match="unknown field 'data.colour'"):
+        load_config(wrong)
+
+
+def test_default_config_is_complete():
+    cfg = Config()
+    assert set(cfg.to_dict()) == {"run", "data", "classifier", "gan", "viscoin"}
