@@ -1,0 +1,273 @@
+"""``viscoin train classifier|viscoin``, ``viscoin test classifier`` and ``viscoin export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from viscoin.cli import app, test_app, train_app
+from viscoin.cli.common import (
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    NameOpt,
+    RunsDirOpt,
+    SeedOpt,
+    SetOpt,
+    build_config,
+)
+from viscoin.errors import UserError
+
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the run in --name from its last checkpoint.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@train_app.command("classifier")
+def train_classifier_cmd(
+    config: ConfigOpt = "shapes",
+    overrides: SetOpt = None,
+    name: NameOpt = None,
+    runs_dir: RunsDirOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    data_root: DataRootOpt = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Overrides classifier.epochs.")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--learning-rate", "--lr", help="Overrides classifier.lr.")
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="none | imagenet | PATH to a torchvision state dict."),
+    ] = None,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune the classifier f. Example: viscoin train classifier --config cub --data-root data/cub"""
+    from viscoin.data import build_dataset
+    from viscoin.train.classifier import train_classifier
+    from viscoin.utils.device import resolve_device, seed_everything
+    from viscoin.utils.runs import new_run
+
+    extra = [
+        f"classifier.{k}={v}"
+        for k, v in (("epochs", epochs), ("lr", lr), ("weights", weights))
+        if v is not None
+    ]
+    cfg = build_config(
+        config,
+        [*(overrides or []), *extra],
+        name=name,
+        runs_dir=runs_dir,
+        device=device,
+        seed=seed,
+        data_root=data_root,
+        dataset=dataset,
+    )
+    dev = resolve_device(cfg.run.device)
+    seed_everything(cfg.run.seed)
+    run = new_run(
+        cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-classifier", resume=resume
+    )
+    cfg.save(run.config)
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    typer.echo(
+        f"run directory: {run.path}  ({len(train_set)} train / {len(test_set)} test images, device {dev})"
+    )
+    result = train_classifier(cfg, run, train_set, test_set, dev, resume=resume, progress=not quiet)
+    typer.echo(
+        f"done: best test accuracy {result.get('best_test_accuracy', float('nan')):.4f} "
+        f"after {result.get('epoch', 0)} epochs; best model: {result['best']}"
+    )
+
+
+@test_app.command("classifier")
+def test_classifier_cmd(
+    run_or_model: Annotated[
+        str, typer.Argument(help="A classifier run directory or a classifier .safetensors file.")
+    ],
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the results (default: the run directory)."),
+    ] = None,
+) -> None:
+    """Test accuracy, loss, per-class accuracy and confusion matrix of a trained classifier.
+
+    Example: viscoin test classifier runs/shapes-classifier
+    """
+    from viscoin.data import build_dataset, build_loader
+    from viscoin.models.classifier import load_classifier
+    from viscoin.train.classifier import confusion_figure, test_classifier
+    from viscoin.train.viscoin import resolve_model_file
+    from viscoin.utils.device import resolve_device
+    from viscoin.utils.io import atomic_write_text
+
+    path = Path(run_or_model)
+    model_file = resolve_model_file(path, "best.safetensors", "classifier")
+    run_dir = path if path.is_dir() else model_file.parent.parent
+    cfg = _run_config(
+        run_dir, config, overrides, device=device, data_root=data_root, dataset=dataset
+    )
+    dev = resolve_device(cfg.run.device)
+    model = load_classifier(model_file, dev)
+    test_set = build_dataset(cfg.data, "test")
+    if len(test_set.classes) != model.num_classes:
+        raise UserError(
+            f"{model_file} predicts {model.num_classes} classes but dataset '{cfg.data.name}' has {len(test_set.classes)}."
+        )
+    loader = build_loader(cfg.data, "test", dataset=test_set, shuffle=False)
+    result = test_classifier(model, loader, dev, model.num_classes)
+    out = Path(out) if out else run_dir
+    figure = confusion_figure(
+        result["confusion"], list(test_set.classes), out / "figures" / "confusion.png"
+    )
+    summary = {"model": str(model_file), "dataset": cfg.data.name, **result}
+    atomic_write_text(out / "test-metrics.json", json.dumps(summary, indent=1))
+    typer.echo(
+        f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['count']} images"
+    )
+    worst = sorted(
+        range(len(result["per_class_accuracy"])), key=lambda i: result["per_class_accuracy"][i]
+    )[:5]
+    typer.echo(
+        "lowest per-class accuracy: "
+        + ", ".join(f"{test_set.classes[i]} {result['per_class_accuracy'][i]:.2f}" for i in worst)
+    )
+    typer.echo(f"wrote {out / 'test-metrics.json'} and {figure}")
+
+
+def _run_config(run_dir: Path, config, overrides, **flags):
+    """The config saved in a run directory (or the given preset), with overrides applied."""
+    from viscoin.cli.common import build_config
+
+    if config is None and (run_dir / "config.yaml").is_file():
+        config = str(run_dir / "config.yaml")
+    return build_config(config, overrides, **flags)
+
+
+@train_app.command("viscoin")
+def train_viscoin_cmd(
+    classifier: Annotated[
+        str, typer.Option("--classifier", help="Classifier .safetensors file or its run directory.")
+    ],
+    generator: Annotated[
+        str, typer.Option("--generator", help="Generator .safetensors file or its run directory.")
+    ],
+    config: ConfigOpt = "shapes",
+    overrides: SetOpt = None,
+    name: NameOpt = None,
+    runs_dir: RunsDirOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    data_root: DataRootOpt = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", help="Overrides viscoin.iterations.")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Real images per step (and as many generated)."),
+    ] = None,
+    resume: ResumeOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train Ψ, Θ, Ω of VisCoIN against a frozen classifier and generator.
+
+    Example: viscoin train viscoin --config cub --classifier runs/cub-f --generator G.safetensors
+    Under torchrun (torchrun --nproc-per-node 8 -m viscoin train viscoin ...) the global batch is kept.
+    """
+    from viscoin.data import build_dataset
+    from viscoin.train.distributed import broadcast_object, init_distributed, shutdown
+    from viscoin.train.viscoin import ViscoinTrainer, format_summary, resolve_model_file
+    from viscoin.utils.device import seed_everything
+    from viscoin.utils.runs import RunDir, new_run
+
+    extra = []
+    if iterations is not None:
+        extra.append(f"viscoin.iterations={iterations}")
+    if batch_size is not None:
+        extra += [f"viscoin.real_batch={batch_size}", f"viscoin.fake_batch={batch_size}"]
+    cfg = build_config(
+        config,
+        [*(overrides or []), *extra],
+        name=name,
+        runs_dir=runs_dir,
+        device=device,
+        seed=seed,
+        data_root=data_root,
+        dataset=dataset,
+    )
+    classifier_file = resolve_model_file(classifier, "best.safetensors", "classifier")
+    generator_file = resolve_model_file(generator, "generator.safetensors", "generator")
+    dist = init_distributed(cfg.run.device)
+    try:
+        seed_everything(cfg.run.seed)
+        run_path = None
+        if dist.is_main:
+            run = new_run(
+                cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-viscoin", resume=resume
+            )
+            cfg.save(run.config)
+            run_path = str(run.path)
+        run = RunDir(broadcast_object(run_path, dist))
+        train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+        trainer = ViscoinTrainer(
+            cfg, run, classifier_file, generator_file, train_set, test_set, dist, resume
+        )
+        if dist.is_main:
+            typer.echo(
+                f"run directory: {run.path}  (device {dist.device}, {dist.world} process(es))"
+            )
+        result = trainer.fit(progress=not quiet)
+        if dist.is_main:
+            typer.echo("done: " + format_summary(result))
+            typer.echo(f"model: {run.checkpoints / 'viscoin.safetensors'}")
+    finally:
+        shutdown(dist)
+
+
+@app.command("export")
+def export_cmd(
+    run: Annotated[
+        str, typer.Argument(help="A VisCoIN run directory (or its viscoin.safetensors).")
+    ],
+    out: Annotated[Path, typer.Argument(help="Output .safetensors file.")],
+    embed: Annotated[
+        bool,
+        typer.Option(
+            "--embed/--reference", help="Store f and G inside the file (default) or refer to them."
+        ),
+    ] = True,
+) -> None:
+    """Write one file holding Ψ, Θ, Ω, the classifier and the generator, loadable with viscoin.load().
+
+    Example: viscoin export runs/shapes-viscoin viscoin-shapes.safetensors
+    """
+    from viscoin.models.viscoin import export_viscoin
+    from viscoin.train.viscoin import resolve_model_file
+
+    source = resolve_model_file(Path(run), "viscoin.safetensors", "VisCoIN model")
+    if out.suffix != ".safetensors":
+        raise UserError(f"output must end in .safetensors, got {out}")
+    export_viscoin(source, out, embed=embed)
+    typer.echo(
+        f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, parts {'embedded' if embed else 'referenced'})"
+    )

@@ -1,0 +1,40 @@
+"""Θ, the interpretable output head: g(x) = Linear(maxpool₃ₓ₃(Φ(x))).
+
+Each concept map is reduced to one activation a_k(x) by a max-pool; the prediction is linear in
+those activations, which is what makes relevance α_k = a_k · Θ_W[c, k] meaningful.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ConceptHead(nn.Module):
+    """Θ: concept maps (B, K, 3, 3) → ``(logits (B, classes), activations a (B, K))``."""
+
+    def __init__(self, n_concepts: int, num_classes: int, dropout: float = 0.01) -> None:
+        super().__init__()
+        self.n_concepts = n_concepts
+        self.num_classes = num_classes
+        self.dropout_p = dropout
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(n_concepts, num_classes)
+
+    @staticmethod
+    def activations(concept_maps: torch.Tensor) -> torch.Tensor:
+        """a(x): max over each 3×3 concept map, (B, K, 3, 3) → (B, K)."""
+        return concept_maps.amax(dim=(-2, -1))
+
+    def forward(self, concept_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activations = self.activations(self.dropout(concept_maps))
+        return self.linear(activations), activations
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_concepts": self.n_concepts,
+            "num_classes": self.num_classes,
+            "dropout": self.dropout_p,
+        }

@@ -1,0 +1,110 @@
+"""Ω, the concept translator: (Φ, Φ') → w⁺ ∈ R^{num_ws × w_dim}, the input of StyleGAN2's synthesis.
+
+One small MLP per W⁺ row, built from StyleGAN's equalised-learning-rate fully-connected layer
+(lr multiplier 0.01, leaky-ReLU 0.2 with gain √2). Rows ``coarse``..``mid`` read the flattened
+concept maps Φ, the others read the support Φ'. The output is an offset added to w̄, the
+pretrained mapping network's ``w_avg`` (a frozen buffer, saved with the model).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def default_mid(num_ws: int) -> int:
+    """Last W⁺ row fed by Φ: 10 at 256 px (num_ws = 14), num_ws − 4 in general."""
+    return max(0, num_ws - 4)
+
+
+class RowwiseEqualizedLinear(nn.Module):
+    """``rows`` independent equalised-lr linear layers applied at once.
+
+    Input (B, rows, in) → output (B, rows, out). Parameters are stored divided by the lr multiplier
+    and rescaled at run time, as StyleGAN does, so Adam's effective step is multiplied by it.
+    """
+
+    def __init__(
+        self,
+        rows: int,
+        in_features: int,
+        out_features: int,
+        lr_multiplier: float = 0.01,
+        activation: bool = True,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(rows, out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.zeros(rows, out_features))
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = (
+            torch.einsum("bri,roi->bro", x, self.weight * self.weight_gain)
+            + self.bias * self.bias_gain
+        )
+        if self.activation:
+            out = F.leaky_relu(out, 0.2) * math.sqrt(2)
+        return out
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x / sqrt(mean(x²) + eps) over the last dimension."""
+    return x * (x.square().mean(dim=-1, keepdim=True) + eps).rsqrt()
+
+
+class ConceptTranslator(nn.Module):
+    """Ω: ``(concept_maps (B, K, 3, 3), support (B, 9K))`` → w⁺ (B, num_ws, w_dim)."""
+
+    def __init__(
+        self,
+        n_concepts: int,
+        num_ws: int,
+        w_dim: int,
+        coarse: int = 2,
+        mid: int | None = None,
+        layers: int = 1,
+        lr_multiplier: float = 0.01,
+        w_avg: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        mid = default_mid(num_ws) if mid is None else mid
+        if not 0 <= coarse <= mid < num_ws:
+            raise ValueError(f"need 0 <= coarse ({coarse}) <= mid ({mid}) < num_ws ({num_ws})")
+        self.n_concepts, self.num_ws, self.w_dim = n_concepts, num_ws, w_dim
+        self.coarse, self.mid, self.layers, self.lr_multiplier = coarse, mid, layers, lr_multiplier
+        in_features = 9 * n_concepts
+        dims = [in_features] + [w_dim] * layers
+        self.net = nn.ModuleList(
+            RowwiseEqualizedLinear(num_ws, dims[i], dims[i + 1], lr_multiplier)
+            for i in range(layers)
+        )
+        rows = torch.arange(num_ws)
+        self.register_buffer("reads_concepts", (rows >= coarse) & (rows <= mid), persistent=False)
+        self.register_buffer(
+            "w_avg", torch.zeros(w_dim) if w_avg is None else w_avg.detach().clone().float()
+        )
+
+    def forward(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        concepts = normalize_2nd_moment(concept_maps.flatten(1))
+        support = normalize_2nd_moment(support)
+        x = torch.where(self.reads_concepts[None, :, None], concepts[:, None], support[:, None])
+        for layer in self.net:
+            x = layer(x)
+        return x + self.w_avg
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_concepts": self.n_concepts,
+            "num_ws": self.num_ws,
+            "w_dim": self.w_dim,
+            "coarse": self.coarse,
+            "mid": self.mid,
+            "layers": self.layers,
+            "lr_multiplier": self.lr_multiplier,
+        }

@@ -1,0 +1,300 @@
+"""The VisCoIN ensemble: frozen classifier f and generator G around the trained Ψ, Θ, Ω.
+
+    x ─f→ stage maps ─Ψ→ (Φ, Φ') ─Θ→ g(x)            the interpretable prediction
+                              └─Ω→ w⁺ ─G.synthesis→ x̃  the reconstruction / visualisation
+
+One safetensors file (kind ``viscoin``) holds Ψ, Θ, Ω and their configs, and either embeds f and G
+or refers to their files by path and SHA-256, so ``viscoin.load(path)`` rebuilds a ready ensemble.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from viscoin.errors import UserError
+from viscoin.models.classifier import Classifier, load_classifier
+from viscoin.models.concepts import ConceptExtractor
+from viscoin.models.head import ConceptHead
+from viscoin.models.translator import ConceptTranslator
+from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
+
+KIND = "viscoin"
+
+
+@dataclass
+class ViscoinOutput:
+    """Everything one forward pass gives, for a batch of B images.
+
+    f_logits (B, C), g_logits (B, C), concept_maps Φ (B, K, 3, 3), support Φ' (B, 9K),
+    activations a (B, K), w_plus (B, num_ws, w_dim).
+    """
+
+    f_logits: torch.Tensor
+    g_logits: torch.Tensor
+    concept_maps: torch.Tensor
+    support: torch.Tensor
+    activations: torch.Tensor
+    w_plus: torch.Tensor
+
+
+class ViscoinCore(nn.Module):
+    """The trained parts Ψ, Θ, Ω in one module (one DDP wrapper, one state dict).
+
+    ``forward(stage_maps)`` → ``(g_logits, concept_maps, support, activations, w_plus)``;
+    activations are taken before Θ's dropout.
+    """
+
+    def __init__(
+        self, extractor: ConceptExtractor, head: ConceptHead, translator: ConceptTranslator
+    ) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+        self.translator = translator
+
+    def forward(
+        self, stage_maps: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        concept_maps, support = self.extractor(stage_maps)
+        g_logits, _ = self.head(concept_maps)
+        activations = ConceptHead.activations(concept_maps)
+        w_plus = self.translator(concept_maps, support)
+        return g_logits, concept_maps, support, activations, w_plus
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "extractor": self.extractor.config(),
+            "head": self.head.config(),
+            "translator": self.translator.config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ViscoinCore:
+        return cls(
+            ConceptExtractor(**config["extractor"]),
+            ConceptHead(**config["head"]),
+            ConceptTranslator(**config["translator"]),
+        )
+
+
+def build_core(
+    classifier: Classifier,
+    generator: nn.Module,
+    resolution: int,
+    n_concepts: int = 256,
+    channels: int = 512,
+    coarse: int = 2,
+    mid: int | None = None,
+    translator_layers: int = 1,
+    dropout: float = 0.01,
+) -> ViscoinCore:
+    """Fresh Ψ, Θ, Ω sized for ``classifier`` at ``resolution`` and for ``generator``'s W⁺ space;
+    w̄ is copied from the generator's ``mapping.w_avg``."""
+    extractor = ConceptExtractor(
+        classifier.stage_channels, Classifier.stage_sizes(resolution), n_concepts, channels
+    )
+    head = ConceptHead(n_concepts, classifier.num_classes, dropout)
+    translator = ConceptTranslator(
+        n_concepts,
+        generator.num_ws,
+        generator.w_dim,
+        coarse=coarse,
+        mid=mid,
+        layers=translator_layers,
+        w_avg=generator.mapping.w_avg,
+    )
+    return ViscoinCore(extractor, head, translator)
+
+
+class Viscoin(nn.Module):
+    """The ensemble, in eval mode with every part frozen (for analysis and visualisation)."""
+
+    def __init__(self, classifier: Classifier, core: ViscoinCore, generator: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.core = core
+        self.generator = generator
+        self.classes: list[str] | None = getattr(classifier, "classes", None)
+
+    def train(self, mode: bool = True) -> Viscoin:
+        """Only Ψ, Θ, Ω ever train: f and G stay in eval mode (no BatchNorm statistics updates)."""
+        super().train(mode)
+        self.classifier.eval()
+        self.generator.eval()
+        return self
+
+    @property
+    def n_concepts(self) -> int:
+        return self.core.head.n_concepts
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """Θ_W (classes, K)."""
+        return self.core.head.linear.weight
+
+    def forward(self, images: torch.Tensor) -> ViscoinOutput:
+        """Images (B, 3, R, R) in [−1, 1] → :class:`ViscoinOutput`."""
+        f_logits, maps = self.classifier.forward_features(images)
+        g_logits, concept_maps, support, activations, w_plus = self.core(maps)
+        return ViscoinOutput(f_logits, g_logits, concept_maps, support, activations, w_plus)
+
+    def decode(
+        self, concept_maps: torch.Tensor, support: torch.Tensor, noise_mode: str = "const"
+    ) -> torch.Tensor:
+        """G(Ω(Φ, Φ')): (B, K, 3, 3), (B, 9K) → images (B, 3, R, R) in [−1, 1]."""
+        w_plus = self.core.translator(concept_maps, support)
+        return self.generator.synthesis(w_plus, noise_mode=noise_mode)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """x̃ = G(Ω(Ψ(f(x)))) with constant noise, (B, 3, R, R) → (B, 3, R, R)."""
+        out = self(images)
+        return self.generator.synthesis(out.w_plus, noise_mode="const")
+
+    def relevance(self, out: ViscoinOutput) -> torch.Tensor:
+        """r_k(x) = α_k / max_l |α_l| with α_k = a_k · Θ_W[ĉ, k], ĉ = argmax g(x). → (B, K) in [−1, 1]."""
+        predicted = out.g_logits.argmax(dim=1)
+        contributions = out.activations * self.head_weight[predicted]
+        return contributions / contributions.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def amplify(
+        self,
+        images: torch.Tensor,
+        concepts: list[int] | torch.Tensor,
+        multipliers: list[float] = (0.0, 1.0, 2.0, 4.0),
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """Regenerate each image with the maps of ``concepts`` multiplied by each λ in ``multipliers``,
+        Φ' fixed. ``concepts``: indices shared by the batch, or a (B, K) boolean mask.
+        Images (B, 3, R, R) → (B, M, 3, R, R)."""
+        out = self(images)
+        if isinstance(concepts, torch.Tensor) and concepts.dtype == torch.bool:
+            mask = concepts.to(images.device)
+        else:
+            mask = torch.zeros(
+                images.shape[0], self.n_concepts, dtype=torch.bool, device=images.device
+            )
+            mask[:, list(concepts)] = True
+        strips = []
+        for lam in multipliers:
+            scale = torch.where(mask, torch.as_tensor(float(lam), device=images.device), 1.0)
+            maps = out.concept_maps * scale[:, :, None, None]
+            strips.append(self.decode(maps, out.support, noise_mode))
+        return torch.stack(strips, dim=1)
+
+    @torch.no_grad()
+    def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits of f and g, concept activations (B, K), relevance (B, K), reconstructions."""
+        out = self(images)
+        return {
+            "f_logits": out.f_logits,
+            "g_logits": out.g_logits,
+            "activations": out.activations,
+            "concept_maps": out.concept_maps,
+            "relevance": self.relevance(out),
+            "reconstructions": self.generator.synthesis(out.w_plus, noise_mode="const"),
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_viscoin(
+    path: str | Path,
+    core: ViscoinCore,
+    classifier_path: str | Path,
+    generator_path: str | Path,
+    embed: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write Ψ, Θ, Ω (prefix ``core.``) and the references to f and G.
+
+    With ``embed`` the classifier and generator tensors are stored too (prefixes ``classifier.`` and
+    ``generator.``) with their configs, and the file stands alone.
+    """
+    tensors = {f"core.{k}": v for k, v in core.state_dict().items()}
+    config: dict[str, Any] = {"core": core.config()}
+    for part, part_path in (("classifier", classifier_path), ("generator", generator_path)):
+        part_path = Path(part_path)
+        if embed:
+            part_tensors, part_config, part_extra = load_checkpoint(part_path)
+            tensors.update({f"{part}.{k}": v for k, v in part_tensors.items()})
+            config[part] = {"embedded": True, "config": part_config, "extra": part_extra}
+        else:
+            config[part] = {
+                "embedded": False,
+                "path": str(part_path.resolve()),
+                "sha256": file_sha256(part_path),
+            }
+    return save_checkpoint(path, tensors, KIND, config, extra)
+
+
+def load_viscoin(
+    path: str | Path, device: str | torch.device = "cpu", check_hashes: bool = True
+) -> Viscoin:
+    """Rebuild the ensemble from a file written by :func:`save_viscoin`; eval mode, frozen."""
+    from viscoin.models.stylegan2 import generator_from_checkpoint, load_generator
+
+    tensors, config, extra = load_checkpoint(path, kind=KIND)
+    core = ViscoinCore.from_config(config["core"])
+    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+    parts = {}
+    for part, loader in (("classifier", load_classifier), ("generator", load_generator)):
+        info = config[part]
+        if info["embedded"]:
+            sub = {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
+            if part == "classifier":
+                model = Classifier(**info["config"])
+                model.load_state_dict(sub)
+                model.classes = info["extra"].get("classes")
+            else:
+                model = generator_from_checkpoint(sub, info["config"])
+            parts[part] = model
+        else:
+            ref = Path(info["path"])
+            if not ref.is_file():
+                raise UserError(
+                    f"{path} refers to its {part} at {ref}, which is missing. Put the file back, or "
+                    "re-export the model with the parts embedded (viscoin export RUN OUT --embed)."
+                )
+            if check_hashes and file_sha256(ref) != info["sha256"]:
+                raise UserError(
+                    f"the {part} file {ref} changed since {path} was saved (SHA-256 differs). "
+                    "Use the original file, or pass check_hashes=False if you know it is compatible."
+                )
+            parts[part] = loader(ref)
+    model = Viscoin(parts["classifier"], core, parts["generator"])
+    model.extra = extra
+    return model.to(device).eval().requires_grad_(False)
+
+
+def export_viscoin(source: str | Path, out: str | Path, embed: bool = True) -> Path:
+    """Re-write a VisCoIN file with its classifier and generator embedded (or referenced)."""
+    tensors, config, extra = load_checkpoint(source, kind=KIND)
+    embedded = [part for part in ("classifier", "generator") if config[part]["embedded"]]
+    if embedded:
+        if not embed:
+            raise UserError(
+                f"{source} already embeds its {' and '.join(embedded)}; it cannot be re-referenced."
+            )
+        return save_checkpoint(out, tensors, KIND, config, extra)
+    core = ViscoinCore.from_config(config["core"])
+    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+    for part in ("classifier", "generator"):
+        ref = Path(config[part]["path"])
+        if not ref.is_file():
+            raise UserError(f"{source} refers to its {part} at {ref}, which is missing.")
+    return save_viscoin(
+        out, core, config["classifier"]["path"], config["generator"]["path"], embed, extra
+    )

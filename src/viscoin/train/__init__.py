@@ -1,0 +1,1 @@
+"""Training: losses, the classifier / GAN / VisCoIN loops, checkpoints, resume, distributed helpers."""

@@ -1,0 +1,93 @@
+"""Deterministic, resumable, rank-aware data order.
+
+Training must resume bit-exactly and give the same result on one process or N: so the order of
+images is a pure function of (seed, epoch), each global batch is split evenly across ranks, and
+each image's augmentation is seeded by (seed, epoch, index) instead of a shared RNG stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), stable across machines."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset so item ``i`` at epoch ``e`` is augmented with the RNG seeded by (seed, e, i).
+
+    The epoch is encoded in the index the sampler yields (``epoch * len + i``) so that worker
+    processes need no shared state.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> Any:
+        epoch, index = divmod(int(key), len(self.dataset))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_mix(self.seed, epoch, index))
+            return self.dataset[index]
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """An endless stream of this rank's share of each global batch, starting at ``start_step``.
+
+    Global batch ``s`` is taken from the permutation of epoch ``s // batches_per_epoch`` (seeded by
+    (seed, epoch)); rank ``r`` of ``world`` gets the ``r``-th contiguous slice. Indices are encoded
+    for :class:`SeededDataset` (``epoch * n + i``).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        global_batch: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if global_batch % world:
+            raise ValueError(f"global batch {global_batch} is not divisible by {world} processes")
+        if n < global_batch:
+            raise ValueError(f"dataset of {n} images is smaller than one batch of {global_batch}")
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.start_step, self.rank, self.world = start_step, rank, world
+        self.per_rank = global_batch // world
+        self.batches_per_epoch = n // global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        epoch, perm = -1, None
+        while True:
+            e, b = divmod(step, self.batches_per_epoch)
+            if e != epoch:
+                epoch = e
+                gen = torch.Generator().manual_seed(_mix(self.seed, epoch))
+                perm = torch.randperm(self.n, generator=gen)
+            batch = perm[b * self.global_batch : (b + 1) * self.global_batch]
+            mine = batch[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+            yield [epoch * self.n + int(i) for i in mine]
+            step += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs this for len(loader)
+        return 2**62
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, step): the latent codes of a step do not depend on history."""
+    return torch.Generator(device=device).manual_seed(_mix(seed, 0x5EED, step))

@@ -1,0 +1,403 @@
+"""Training the VisCoIN ensemble: Ψ, Θ, Ω against a frozen classifier f and generator G.
+
+Each step takes ``real_batch`` training images and ``fake_batch`` images sampled from G (detached),
+computes the objective of METHOD.md §2 (see :mod:`viscoin.train.losses`) and updates two Adam
+optimisers (Ψ+Θ and Ω). The data order, augmentations and latent codes are pure functions of
+(seed, step), so a resumed run — or the same run on N processes — follows the same path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from viscoin.config import Config
+from viscoin.errors import UserError
+from viscoin.evaluate.basic import evaluate_ensemble
+from viscoin.models.classifier import Classifier
+from viscoin.models.viscoin import Viscoin, build_core, save_viscoin
+from viscoin.train.distributed import DistInfo, barrier
+from viscoin.train.losses import (
+    build_lpips,
+    orthogonality_loss,
+    output_fidelity_loss,
+    pixel_losses,
+    soft_cross_entropy,
+    sparsity_loss,
+    w_regularisation,
+)
+from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
+from viscoin.utils.checkpoint import (
+    load_checkpoint,
+    load_state,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
+from viscoin.utils.runs import MetricsLogger, RunDir
+
+MODEL_FILE = "viscoin.safetensors"
+STATE_FILE = "viscoin.state.pt"
+
+
+@dataclass
+class LossWeights:
+    alpha: float = 0.5
+    beta: float = 3.0
+    gamma: float = 0.1
+    delta: float = 0.2
+
+
+def viscoin_losses(
+    images: torch.Tensor,
+    classifier: Classifier,
+    core: nn.Module,
+    generator: nn.Module,
+    weights: LossWeights,
+    lpips: nn.Module | None = None,
+    warm: bool = True,
+) -> dict[str, torch.Tensor]:
+    """All loss terms for one batch (B, 3, R, R) in [−1, 1]; ``total`` is their sum.
+
+    ``warm``: whether L_of and L_spar are on (they switch on after the warm-up iterations).
+    """
+    with torch.no_grad():
+        f_logits, maps = classifier.forward_features(images)
+    g_logits, concept_maps, _support, activations, w_plus = core(maps)
+    reconstruction = generator.synthesis(w_plus, noise_mode="const")
+    # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
+    f_rec_logits = classifier(reconstruction)
+    mse, l1 = pixel_losses(reconstruction, images)
+    terms = {
+        "mse": mse,
+        "l1": l1,
+        "ce_rec": weights.gamma * soft_cross_entropy(f_rec_logits, f_logits),
+        "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
+        "w_reg": w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
+    }
+    if lpips is not None:
+        terms["lpips"] = weights.beta * lpips(reconstruction, images)
+    zero = mse.new_zeros(())
+    terms["of"] = output_fidelity_loss(g_logits, f_logits, weights.alpha) if warm else zero
+    terms["sparsity"] = (
+        sparsity_loss(activations.float(), concept_maps.float(), weights.delta) if warm else zero
+    )
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    module = getattr(module, "_orig_mod", module)  # torch.compile
+    return getattr(module, "module", module)  # DistributedDataParallel
+
+
+def learning_rate(step: int, cfg: Config) -> float:
+    """Base lr, multiplied by ``decay_factor`` at each multiple of ``decay_every`` after the
+    ``decay_start`` fraction of the iterations (0.8 every 1 000 after half-way, as in the paper)."""
+    v = cfg.viscoin
+    start = int(v.decay_start * v.iterations)
+    if step <= start:
+        return v.lr
+    decays = step // v.decay_every - start // v.decay_every
+    return v.lr * v.decay_factor**decays
+
+
+def resolve_model_file(path: str | Path, default_name: str, what: str) -> Path:
+    """A model file, or a run directory holding ``checkpoints/<default_name>``."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / default_name
+        if not candidate.is_file():
+            raise UserError(
+                f"{path} is a directory without checkpoints/{default_name}. Give the {what} file itself."
+            )
+        return candidate
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+class ViscoinTrainer:
+    """Owns the models, optimisers, data stream and run directory of one training run."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run: RunDir,
+        classifier_path: Path,
+        generator_path: Path,
+        train_set: Dataset,
+        test_set: Dataset,
+        dist: DistInfo,
+        resume: bool = False,
+    ) -> None:
+        from viscoin.models.classifier import load_classifier
+        from viscoin.models.stylegan2 import load_generator
+
+        self.cfg, self.run, self.dist = cfg, run, dist
+        v = cfg.viscoin
+        device = dist.device
+        self.device = device
+        self.classifier_path, self.generator_path = classifier_path, generator_path
+        self.classifier = load_classifier(classifier_path, device)
+        self.generator = load_generator(generator_path, device)
+        self._check_compatible(train_set)
+        self.train_set, self.test_set = train_set, test_set
+        self.weights = LossWeights(v.alpha, v.beta, v.gamma, v.delta)
+        self.lpips = build_lpips(v.lpips)
+        if self.lpips is not None:
+            self.lpips.to(device)
+        for name, value in (("real_batch", v.real_batch), ("fake_batch", v.fake_batch)):
+            if value % (dist.world * v.grad_accum):
+                raise UserError(
+                    f"viscoin.{name}={value} must be divisible by processes × grad_accum "
+                    f"({dist.world} × {v.grad_accum})."
+                )
+        torch.manual_seed(cfg.run.seed)
+        self.core = build_core(
+            self.classifier,
+            self.generator,
+            cfg.data.resolution,
+            n_concepts=v.n_concepts,
+            channels=v.channels,
+            coarse=v.coarse,
+            mid=v.mid,
+            translator_layers=v.translator_layers,
+            dropout=v.dropout,
+        ).to(device)
+        self.opt_concepts = torch.optim.Adam(
+            [*self.core.extractor.parameters(), *self.core.head.parameters()], lr=v.lr
+        )
+        self.opt_translator = torch.optim.Adam(self.core.translator.parameters(), lr=v.lr)
+        self.step = 0
+        self.elapsed = 0.0
+        if resume:
+            self._load_state()
+        self.model = Viscoin(self.classifier, self.core, self.generator)
+        self.forward_core: nn.Module = self.core
+        if dist.enabled:
+            self.forward_core = nn.parallel.DistributedDataParallel(
+                self.core, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if v.compile and device.type == "cuda":
+            self.forward_core = torch.compile(self.forward_core)
+        self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
+        if resume:
+            self.logger.truncate_after(self.step)
+
+    def _check_compatible(self, train_set: Dataset) -> None:
+        res = self.cfg.data.resolution
+        if self.generator.img_resolution != res:
+            raise UserError(
+                f"the generator makes {self.generator.img_resolution} px images but data.resolution is {res}. "
+                f"Use --set data.resolution={self.generator.img_resolution} or another generator."
+            )
+        classes = getattr(train_set, "classes", None)
+        if classes is not None and len(classes) != self.classifier.num_classes:
+            raise UserError(
+                f"the classifier predicts {self.classifier.num_classes} classes but the dataset has "
+                f"{len(classes)}. Train the classifier on this dataset first."
+            )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        model_file = self.run.checkpoints / MODEL_FILE
+        tensors, _config, _extra = load_checkpoint(model_file, kind="viscoin")
+        self.core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+        state = load_state(self.run.checkpoints / STATE_FILE, map_location="cpu")
+        self.opt_concepts.load_state_dict(state["opt_concepts"])
+        self.opt_translator.load_state_dict(state["opt_translator"])
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        """Model file then state file, both atomic; only rank 0 writes."""
+        if not self.dist.is_main:
+            return
+        save_viscoin(
+            self.run.checkpoints / MODEL_FILE,
+            self.core,
+            self.classifier_path,
+            self.generator_path,
+            extra={"step": self.step, "classes": getattr(self.train_set, "classes", None)},
+        )
+        save_state(
+            self.run.checkpoints / STATE_FILE,
+            {
+                "opt_concepts": self.opt_concepts.state_dict(),
+                "opt_translator": self.opt_translator.state_dict(),
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "rng": rng_state(),
+            },
+        )
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def _real_batches(self):
+        v, d = self.cfg.viscoin, self.cfg.data
+        sampler = ResumableBatchSampler(
+            len(self.train_set),
+            v.real_batch,
+            self.cfg.run.seed,
+            self.step,
+            self.dist.rank,
+            self.dist.world,
+        )
+        loader = DataLoader(
+            SeededDataset(self.train_set, self.cfg.run.seed),
+            batch_sampler=sampler,
+            num_workers=d.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=d.num_workers > 0,
+        )
+        for images, _labels in loader:
+            yield images.to(self.device, non_blocking=True)
+
+    @torch.no_grad()
+    def _fake_batch(self, step: int) -> torch.Tensor:
+        """This rank's share of the step's generated images (latents seeded by (seed, step))."""
+        v, G = self.cfg.viscoin, self.generator
+        gen = step_generator(self.cfg.run.seed, step)
+        z = torch.randn(v.fake_batch, G.z_dim, generator=gen)
+        c = torch.zeros(v.fake_batch, G.c_dim)
+        if G.c_dim:
+            c[
+                torch.arange(v.fake_batch), torch.randint(G.c_dim, (v.fake_batch,), generator=gen)
+            ] = 1
+        share = v.fake_batch // self.dist.world
+        sl = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
+        z, c = z[sl].to(self.device), c[sl].to(self.device)
+        ws = G.mapping(z, c)
+        return G.synthesis(ws, noise_mode="const").clamp(-1, 1)
+
+    # -- loop ----------------------------------------------------------------------------------
+
+    def train_step(self, real: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        v = self.cfg.viscoin
+        lr = learning_rate(step, self.cfg)
+        for opt in (self.opt_concepts, self.opt_translator):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        fake = self._fake_batch(step)
+        self.core.train()
+        amp = v.amp == "bf16"
+        sums: dict[str, torch.Tensor] = {}
+        real_chunks, fake_chunks = real.chunk(v.grad_accum), fake.chunk(v.grad_accum)
+        for i, (r, f) in enumerate(zip(real_chunks, fake_chunks, strict=True)):
+            images = torch.cat([r, f])
+            last = i == v.grad_accum - 1
+            sync = (
+                self.forward_core.no_sync()
+                if self.dist.enabled and not last and hasattr(self.forward_core, "no_sync")
+                else contextlib.nullcontext()
+            )
+            with sync, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                terms = viscoin_losses(
+                    images,
+                    self.classifier,
+                    self.forward_core,
+                    self.generator,
+                    self.weights,
+                    self.lpips,
+                    warm=step >= v.warmup,
+                )
+                (terms["total"] / v.grad_accum).backward()
+            for k, t in terms.items():
+                sums[k] = sums.get(k, 0) + t.detach() / v.grad_accum
+        self.opt_concepts.step()
+        self.opt_translator.step()
+        self.opt_concepts.zero_grad(set_to_none=True)
+        self.opt_translator.zero_grad(set_to_none=True)
+        sums["lr"] = torch.tensor(lr)
+        return sums
+
+    def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
+        from viscoin.data import build_loader
+
+        loader = build_loader(self.cfg.data, "test", dataset=self.test_set, shuffle=False)
+        return evaluate_ensemble(
+            self.model,
+            loader,
+            self.lpips,
+            max_batches=self.cfg.viscoin.eval_batches if max_batches is None else max_batches,
+            device=self.device,
+            autocast_dtype=torch.bfloat16 if self.cfg.viscoin.amp == "bf16" else None,
+        )
+
+    def fit(self, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``viscoin.iterations`` (or ``stop_after`` more steps, for tests)."""
+        from tqdm import tqdm
+
+        v = self.cfg.viscoin
+        end = v.iterations if stop_after is None else min(v.iterations, self.step + stop_after)
+        bar = tqdm(
+            total=v.iterations,
+            initial=self.step,
+            desc="viscoin",
+            disable=not (progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        batches = self._real_batches()
+        window: dict[str, torch.Tensor] = {}
+        window_steps = 0
+        last_eval: dict[str, float] = {}
+        t0 = time.time()
+        while self.step < end:
+            real = next(batches)
+            terms = self.train_step(real, self.step)
+            self.step += 1
+            for k, t in terms.items():
+                window[k] = window.get(k, 0) + t
+            window_steps += 1
+            bar.update(1)
+            if self.step % v.log_every == 0 or self.step == end:
+                record = {k: (t / window_steps).item() for k, t in window.items()}
+                self.logger.log(self.step, record, split="train")
+                bar.set_postfix(
+                    loss=f"{record['total']:.3f}",
+                    mse=f"{record['mse']:.3f}",
+                    of=f"{record['of']:.3f}",
+                )
+                window, window_steps = {}, 0
+            if v.eval_every and self.step % v.eval_every == 0 and self.step != end:
+                last_eval = self._eval_and_log()
+            if v.checkpoint_every and self.step % v.checkpoint_every == 0:
+                self.elapsed += time.time() - t0
+                t0 = time.time()
+                self.save()
+                barrier(self.dist)
+        bar.close()
+        self.elapsed += time.time() - t0
+        if self.step >= v.iterations:
+            last_eval = self._eval_and_log()
+        self.save()
+        barrier(self.dist)
+        self.logger.close()
+        return {"step": self.step, "elapsed_s": round(self.elapsed, 1), **last_eval}
+
+    def _eval_and_log(self) -> dict[str, float]:
+        if not self.dist.is_main:
+            return {}
+        metrics = self.evaluate()
+        self.logger.log(self.step, metrics, split="test")
+        return metrics
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """One line: step, time and the test metrics."""
+    parts = [f"step {result['step']}", f"{result.get('elapsed_s', 0):.0f}s"]
+    for key in ("acc_f", "acc_g", "fidelity", "mse", "l1", "lpips"):
+        if key in result and not math.isnan(result[key]):
+            parts.append(f"{key} {result[key]:.4f}")
+    return ", ".join(parts)

@@ -1,0 +1,110 @@
+"""Ψ, Θ, Ω and the classifier wrapper: shapes, routing, formulas, save → load round trips."""
+
+import math
+
+import pytest
+import torch
+
+from viscoin.models.classifier import Classifier, build_classifier, load_classifier, save_classifier
+from viscoin.models.concepts import ConceptExtractor
+from viscoin.models.head import ConceptHead
+from viscoin.models.translator import ConceptTranslator, default_mid
+
+
+@pytest.mark.parametrize(
+    "arch, resolution", [("resnet18", 32), ("resnet18", 64), ("resnet50", 64), ("resnet18", 48)]
+)
+def test_extractor_shapes_any_resnet_and_resolution(arch, resolution):
+    f = Classifier(arch, 5).eval()
+    psi = ConceptExtractor(
+        f.stage_channels, Classifier.stage_sizes(resolution), n_concepts=6, channels=8
+    )
+    _, maps = f.forward_features(torch.randn(2, 3, resolution, resolution))
+    concept_maps, support = psi(maps)
+    assert concept_maps.shape == (2, 6, 3, 3) and support.shape == (2, 54)
+    assert (concept_maps >= 0).all() and (support >= 0).all()
+
+
+def test_extractor_strides_follow_size_ratios():
+    psi = ConceptExtractor((128, 256, 512), (32, 16, 8), n_concepts=4, channels=8)
+    assert [(c.kernel_size[0], c.stride[0]) for c in psi.inputs] == [(5, 4), (3, 2), (3, 1)]
+    assert psi.concept_weight.shape == (4, 24)
+
+
+def test_head_is_linear_in_maxpooled_maps():
+    head = ConceptHead(4, 3, dropout=0.5).eval()
+    maps = torch.rand(2, 4, 3, 3)
+    logits, activations = head(maps)
+    assert torch.equal(activations, maps.flatten(2).max(dim=2).values)
+    assert torch.allclose(logits, activations @ head.linear.weight.T + head.linear.bias)
+
+
+def test_translator_routing_and_w_avg():
+    k, num_ws, w_dim = 4, 8, 16
+    w_avg = torch.randn(w_dim)
+    omega = ConceptTranslator(k, num_ws, w_dim, coarse=2, mid=5, w_avg=w_avg)
+    maps, support = torch.rand(3, k, 3, 3), torch.rand(3, 9 * k)
+    base = omega(maps, support)
+    assert base.shape == (3, num_ws, w_dim)
+    other_support = omega(maps, torch.rand(3, 9 * k))
+    other_maps = omega(torch.rand(3, k, 3, 3), support)
+    fed_by_maps = torch.zeros(num_ws, dtype=torch.bool)
+    fed_by_maps[2:6] = True
+    assert torch.equal(base[:, fed_by_maps], other_support[:, fed_by_maps])
+    assert torch.equal(base[:, ~fed_by_maps], other_maps[:, ~fed_by_maps])
+    # zero weights and biases: the output is exactly w̄
+    with torch.no_grad():
+        for p in omega.parameters():
+            p.zero_()
+    assert torch.allclose(omega(maps, support), w_avg.expand(3, num_ws, w_dim))
+    assert default_mid(14) == 10
+
+
+def test_translator_equalised_lr_formula():
+    torch.manual_seed(0)
+    omega = ConceptTranslator(2, 4, 3, coarse=1, mid=2, lr_multiplier=0.01)
+    maps, support = torch.rand(1, 2, 3, 3), torch.rand(1, 18)
+    with torch.no_grad():
+        omega.net[0].bias.normal_()
+    out = omega(maps, support)
+    x = maps.flatten(1)
+    x = x / torch.sqrt(x.square().mean() + 1e-8)
+    layer = omega.net[0]
+    row = 1  # reads the concept maps
+    pre = x[0] @ (layer.weight[row] * 0.01 / math.sqrt(18)).T + layer.bias[row] * 0.01
+    expected = torch.nn.functional.leaky_relu(pre, 0.2) * math.sqrt(2)
+    assert torch.allclose(out[0, row], expected, atol=1e-6)
+
+
+def test_translator_rejects_bad_routing():
+    with pytest.raises(ValueError, match="coarse"):
+        ConceptTranslator(2, 4, 3, coarse=3, mid=1)
+
+
+def test_classifier_normalisation_and_round_trip(tmp_path):
+    f = Classifier("resnet18", 4).eval()
+    x = torch.zeros(1, 3, 8, 8)  # mid-grey in [-1, 1] is 0.5 in [0, 1]
+    expected = (0.5 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(f.normalise(x)[0, :, 0, 0], expected)
+    path = save_classifier(f, tmp_path / "f.safetensors", classes=["a", "b", "c", "d"])
+    g = load_classifier(path)
+    assert g.classes == ["a", "b", "c", "d"] and not g.training
+    assert not any(p.requires_grad for p in g.parameters())
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(f(images), g(images))
+
+
+def test_classifier_from_local_torchvision_weights(tmp_path):
+    import torchvision
+
+    from viscoin.errors import UserError
+
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    f = build_classifier("resnet18", 3, weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(f.backbone.conv1.weight, reference.conv1.weight)
+    assert f.backbone.fc.out_features == 3
+    with pytest.raises(UserError, match="does not fit a torchvision resnet50"):
+        build_classifier("resnet50", 3, weights=str(tmp_path / "r18.pth"))
+    with pytest.raises(UserError, match="unknown classifier architecture"):
+        Classifier("vgg11", 3)
