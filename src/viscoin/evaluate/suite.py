@@ -1,0 +1,204 @@
+"""``viscoin evaluate``: every metric of METHOD.md §4 for one ensemble on one test split.
+
+One pass over the test images gives accuracy, fidelity, reconstruction errors, Fréchet distances,
+sparsity and the activations for attribute alignment; faithfulness and consistency then run on a
+seeded random subset. Results go to ``metrics.json`` and a Markdown table ``metrics.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from viscoin.evaluate.alignment import attribute_alignment
+from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
+from viscoin.evaluate.faithfulness import faithfulness_scores, summarise_faithfulness
+from viscoin.evaluate.fid import (
+    RunningStats,
+    classifier_features,
+    frechet_distance,
+    inception_features,
+    to_uint8,
+)
+from viscoin.models.viscoin import Viscoin
+from viscoin.utils.io import atomic_write_text
+
+
+@dataclass
+class EvalOptions:
+    batch_size: int = 32
+    max_images: int = 0  # 0: the whole test split
+    faithfulness_images: int = 1000
+    thresholds: tuple[float, ...] = (0.1, 0.2, 0.4)
+    consistency_concepts: int = 10
+    consistency_images: int = 200
+    relevance_threshold: float = 0.2
+    fid: bool = True
+    inception_weights: str | None = None
+    lpips: torch.nn.Module | None = None
+    seed: int = 0
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: Viscoin, test_set: Dataset, device: torch.device, options: EvalOptions | None = None
+) -> dict[str, Any]:
+    """All metrics as a nested dict of numbers (see module docstring)."""
+    opt = options or EvalOptions()
+    model.eval().to(device)
+    subset = _subset(test_set, opt.max_images, opt.seed)
+    loader = DataLoader(subset, batch_size=opt.batch_size, shuffle=False)
+    inception = None
+    if opt.fid:
+        inception = inception_features(opt.inception_weights, str(device))
+    stats = {name: RunningStats() for name in ("cls_real", "cls_fake", "inc_real", "inc_fake")}
+    cls_features = classifier_features(model.classifier)
+    sums = {"acc_f": 0.0, "acc_g": 0.0, "fidelity": 0.0, "mse": 0.0, "l1": 0.0, "lpips": 0.0}
+    activations, relevant = [], []
+    count = 0
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        out = model(images)
+        recon = model.generator.synthesis(out.w_plus, noise_mode="const").float().clamp(-1, 1)
+        f_pred, g_pred = out.f_logits.argmax(1), out.g_logits.argmax(1)
+        sums["acc_f"] += (f_pred == labels).sum().item()
+        sums["acc_g"] += (g_pred == labels).sum().item()
+        sums["fidelity"] += (f_pred == g_pred).sum().item()
+        diff = recon - images
+        sums["mse"] += diff.square().mean(dim=(1, 2, 3)).sum().item()
+        sums["l1"] += diff.abs().mean(dim=(1, 2, 3)).sum().item()
+        if opt.lpips is not None:
+            sums["lpips"] += opt.lpips.model(recon, images).sum().item()
+        real_u8, fake_u8 = to_uint8(images), to_uint8(recon)
+        stats["cls_real"].update(cls_features(real_u8))
+        stats["cls_fake"].update(cls_features(fake_u8))
+        if inception is not None:
+            stats["inc_real"].update(inception(real_u8))
+            stats["inc_fake"].update(inception(fake_u8))
+        activations.append(out.activations.float().cpu())
+        relevant.append((model.relevance(out) > opt.relevance_threshold).sum(1).float().cpu())
+        count += images.shape[0]
+    metrics: dict[str, Any] = {
+        k: v / count for k, v in sums.items() if k != "lpips" or opt.lpips is not None
+    }
+    metrics["images"] = count
+    metrics["fd_classifier"] = frechet_distance(
+        *stats["cls_real"].mean_cov(), *stats["cls_fake"].mean_cov()
+    )
+    if inception is not None:
+        metrics["fid"] = frechet_distance(
+            *stats["inc_real"].mean_cov(), *stats["inc_fake"].mean_cov()
+        )
+    acts = torch.cat(activations).numpy()
+    mean_activation = acts.mean(0)
+    metrics["sparsity"] = {
+        "relevant_concepts_per_image": float(torch.cat(relevant).mean()),
+        "threshold": opt.relevance_threshold,
+        "dead_concepts": int((mean_activation < 1e-6).sum()),
+        "concepts": int(acts.shape[1]),
+    }
+    metrics["faithfulness"] = _faithfulness(model, subset, device, opt)
+    alive = [int(k) for k in np.argsort(-mean_activation) if mean_activation[k] >= 1e-6]
+    metrics["consistency"] = _consistency(
+        model, subset, alive[: opt.consistency_concepts], device, opt
+    )
+    base = getattr(test_set, "dataset", test_set)
+    if getattr(base, "attribute_names", None):
+        attributes = _attributes(test_set, subset)
+        metrics["attribute_alignment"] = attribute_alignment(
+            acts,
+            attributes,
+            base.attribute_names,
+            getattr(base, "attribute_is_class_defining", None),
+        )
+    return metrics
+
+
+def _subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
+    if not max_images or max_images >= len(dataset):
+        return dataset
+    gen = torch.Generator().manual_seed(seed)
+    return Subset(
+        dataset, torch.randperm(len(dataset), generator=gen)[:max_images].sort().values.tolist()
+    )
+
+
+def _attributes(test_set: Dataset, subset: Dataset) -> np.ndarray:
+    base = getattr(test_set, "dataset", test_set)
+    every = np.asarray(base.all_attributes())
+    if isinstance(subset, Subset):
+        return every[np.asarray(subset.indices)]
+    return every
+
+
+def _images(dataset: Dataset, n: int, seed: int, batch_size: int, device: torch.device):
+    picked = _subset(dataset, n, seed)
+    for images, _ in DataLoader(picked, batch_size=batch_size, shuffle=False):
+        yield images.to(device)
+
+
+def _faithfulness(
+    model: Viscoin, dataset: Dataset, device: torch.device, opt: EvalOptions
+) -> dict[str, float]:
+    scores = faithfulness_scores(
+        model,
+        _images(dataset, opt.faithfulness_images, opt.seed + 1, opt.batch_size, device),
+        opt.thresholds,
+        seed=opt.seed,
+        device=device,
+    )
+    return summarise_faithfulness(scores)
+
+
+def _consistency(
+    model: Viscoin, dataset: Dataset, concepts: list[int], device: torch.device, opt: EvalOptions
+) -> dict[str, Any]:
+    if not concepts or opt.consistency_images < 4:
+        return {"consistency_concepts": 0}
+    images = torch.cat(
+        list(_images(dataset, opt.consistency_images, opt.seed + 2, opt.batch_size, device))
+    )
+    per_concept = concept_consistency(
+        model, images, concepts, batch_size=opt.batch_size, seed=opt.seed
+    )
+    return {
+        **summarise_consistency(per_concept),
+        "per_concept": {str(k): v for k, v in per_concept.items()},
+    }
+
+
+def write_metrics(metrics: dict[str, Any], folder: str | Path) -> tuple[Path, Path]:
+    """``metrics.json`` and a Markdown table ``metrics.md`` in ``folder`` (atomic writes)."""
+    folder = Path(folder)
+    json_path, md_path = folder / "metrics.json", folder / "metrics.md"
+    atomic_write_text(json_path, json.dumps(metrics, indent=1, default=float))
+    atomic_write_text(md_path, metrics_markdown(metrics))
+    return json_path, md_path
+
+
+def metrics_markdown(metrics: dict[str, Any]) -> str:
+    """The headline numbers as a Markdown table (nested sections flattened with '/')."""
+    lines = ["| metric | value |", "| --- | --- |"]
+    for key, value in _flatten(metrics):
+        if "per_concept" in key or "/values/" in key:
+            continue
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, name + "/"))
+        elif isinstance(value, (int, float, str, bool)) and value is not None:
+            rows.append((name, value))
+    return rows
