@@ -10,4 +10,14 @@ __version__ = "0.1.0"
 
 from viscoin.errors import UserError
 
-__all__ = ["UserError", "__version__"]
+__all__ = ["UserError", "__version__", "load"]
+
+
+def load(path: str, device: str = "cpu"):  # noqa: ANN201 - returns viscoin.models.viscoin.Viscoin
+    """Load a VisCoIN ensemble saved by training or ``viscoin export`` (eval mode, frozen).
+
+    ``model.explain(images)`` then gives logits, concept activations, relevance and reconstructions.
+    """
+    from viscoin.models.viscoin import load_viscoin
+
+    return load_viscoin(path, device)

@@ -52,3 +52,42 @@ def build_config(
     if data_root is not None:
         cfg.data.root = data_root  # a path may contain '=' or YAML-special characters
     return cfg
+
+
+def open_viscoin_target(
+    target: str,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    out: str | None = None,
+    **flags: str | None,
+):
+    """A VisCoIN run directory or an exported ``.safetensors`` → ``(model_file, cfg, out_dir)``.
+
+    For a run directory the config saved in it is used (``--config`` replaces it) and outputs go
+    into the run directory; for a single file, ``--config``/``--dataset`` say which data to use
+    and outputs go to ``--out`` or ``./viscoin-outputs/<file stem>``.
+    """
+    from pathlib import Path
+
+    from viscoin.errors import UserError
+
+    path = Path(target)
+    if path.is_dir():
+        model_file = path / "checkpoints" / "viscoin.safetensors"
+        if not model_file.is_file():
+            raise UserError(
+                f"{path} has no checkpoints/viscoin.safetensors. Give a VisCoIN run directory or model file."
+            )
+        if config is None and (path / "config.yaml").is_file():
+            config = str(path / "config.yaml")
+        out_dir = Path(out) if out else path
+    elif path.is_file():
+        model_file = path
+        out_dir = Path(out) if out else Path("viscoin-outputs") / path.stem
+    else:
+        raise UserError(
+            f"not found: {path}. Give a VisCoIN run directory or an exported .safetensors file."
+        )
+    cfg = build_config(config, overrides, **flags)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return model_file, cfg, out_dir

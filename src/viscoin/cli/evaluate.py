@@ -1,0 +1,116 @@
+"""``viscoin evaluate``: the paper's metrics for a trained ensemble, written to metrics.json/.md."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from viscoin.cli import app
+from viscoin.cli.common import ConfigOpt, DataRootOpt, DeviceOpt, SetOpt, open_viscoin_target
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    target: Annotated[
+        str, typer.Argument(help="VisCoIN run directory or exported .safetensors file.")
+    ],
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
+    ] = None,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Output folder (default: the run directory).")
+    ] = None,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="Evaluate on at most N test images (0: all).")
+    ] = 0,
+    faithfulness_images: Annotated[
+        int, typer.Option("--faithfulness-images", help="Images for faithfulness.")
+    ] = 1000,
+    consistency_concepts: Annotated[
+        int,
+        typer.Option("--consistency-concepts", help="Most active concepts tested for consistency."),
+    ] = 10,
+    consistency_images: Annotated[
+        int, typer.Option("--consistency-images", help="Images per concept.")
+    ] = 200,
+    fid: Annotated[
+        str, typer.Option("--fid", help="auto (when Inception weights load) | on | off.")
+    ] = "auto",
+    inception_weights: Annotated[
+        str | None,
+        typer.Option("--inception-weights", help="Local pt_inception-2015-12-05 weights for FID."),
+    ] = None,
+    lpips: Annotated[
+        str | None, typer.Option("--lpips", help="vgg | none | PATH to VGG-16 weights.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+) -> None:
+    """Accuracy of f and g, fidelity, MSE/L1/LPIPS, FID, faithfulness, consistency, sparsity and
+    (on data with known attributes) attribute alignment.
+
+    Example: viscoin evaluate runs/shapes-viscoin --max-images 500
+    """
+    from viscoin.data import build_dataset
+    from viscoin.errors import UserError
+    from viscoin.evaluate.fid import inception_features
+    from viscoin.evaluate.suite import EvalOptions, evaluate_model, write_metrics
+    from viscoin.models.viscoin import load_viscoin
+    from viscoin.train.losses import build_lpips
+    from viscoin.utils.device import resolve_device
+
+    if fid not in ("auto", "on", "off"):
+        raise UserError(f"--fid must be auto, on or off, not '{fid}'")
+    model_file, cfg, out_dir = open_viscoin_target(
+        target, config, overrides, out, dataset=dataset, data_root=data_root, device=device
+    )
+    dev = resolve_device(cfg.run.device)
+    model = load_viscoin(model_file, dev)
+    test_set = build_dataset(cfg.data, "test", augment=False)
+    use_fid = fid == "on"
+    if fid == "auto":
+        try:
+            inception_features(inception_weights, str(dev))
+            use_fid = True
+        except UserError as exc:
+            typer.echo(f"note: FID skipped ({exc})", err=True)
+    lpips_spec = lpips if lpips is not None else cfg.viscoin.lpips
+    options = EvalOptions(
+        batch_size=batch_size,
+        max_images=max_images,
+        faithfulness_images=faithfulness_images,
+        consistency_concepts=consistency_concepts,
+        consistency_images=consistency_images,
+        fid=use_fid,
+        inception_weights=inception_weights,
+        lpips=build_lpips(lpips_spec),
+        seed=cfg.run.seed,
+    )
+    if options.lpips is not None:
+        options.lpips.to(dev)
+    metrics = evaluate_model(model, test_set, dev, options)
+    metrics["model"] = str(model_file)
+    metrics["dataset"] = cfg.data.name
+    json_path, md_path = write_metrics(metrics, out_dir)
+    typer.echo(summary_line(metrics))
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+def summary_line(metrics: dict) -> str:
+    """acc_f, acc_g, fidelity, reconstruction and FF@0.1 vs random, on one line."""
+    parts = [
+        f"{k} {metrics[k]:.4f}"
+        for k in ("acc_f", "acc_g", "fidelity", "mse", "lpips", "fid")
+        if k in metrics
+    ]
+    ff = metrics.get("faithfulness", {})
+    if "median_ff_f@0.1" in ff:
+        parts.append(f"FF@0.1 {ff['median_ff_f@0.1']:.4f} (random {ff['median_random_f@0.1']:.4f})")
+    cons = metrics.get("consistency", {})
+    if cons.get("consistency_concepts"):
+        parts.append(f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}")
+    return ", ".join(parts)
