@@ -8,12 +8,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING
+
 from viscoin.errors import UserError
+
+if TYPE_CHECKING:
+    from viscoin.models.viscoin import Viscoin
 
 __all__ = ["UserError", "__version__", "load"]
 
 
-def load(path: str, device: str = "cpu"):  # noqa: ANN201 - returns viscoin.models.viscoin.Viscoin
+def load(path: str, device: str = "cpu") -> Viscoin:
     """Load a VisCoIN ensemble saved by training or ``viscoin export`` (eval mode, frozen).
 
     ``model.explain(images)`` then gives logits, concept activations, relevance and reconstructions.
