@@ -244,7 +244,8 @@ def load_viscoin(
     path: str | Path, device: str | torch.device = "cpu", check_hashes: bool = True
 ) -> Viscoin:
     """Rebuild the ensemble from a file written by :func:`save_viscoin`; eval mode, frozen."""
-    from viscoin.models.stylegan2 import generator_from_checkpoint, load_generator
+    from viscoin.models.stylegan2 import Generator, load_generator
+    from viscoin.models.stylegan2.generator import build_from_checkpoint
 
     tensors, config, extra = load_checkpoint(path, kind=KIND)
     core = ViscoinCore.from_config(config["core"])
@@ -259,7 +260,7 @@ def load_viscoin(
                 model.load_state_dict(sub)
                 model.classes = info["extra"].get("classes")
             else:
-                model = generator_from_checkpoint(sub, info["config"])
+                model = build_from_checkpoint(Generator, info["config"], sub, path)
             parts[part] = model
         else:
             ref = Path(info["path"])

@@ -60,9 +60,12 @@ class LPIPS(nn.Module):
     """LPIPS-VGG distance on images in [−1, 1] (B, 3, H, W) → mean over the batch, through the
     ``lpips`` package. Its linear heads ship with the package; the VGG-16 backbone comes from
     torchvision's cache or download, or from ``vgg_weights``: a local torchvision VGG-16 state dict.
+    ``random_backbone`` keeps a random VGG (for timing only: the distance is then meaningless).
     """
 
-    def __init__(self, vgg_weights: str | Path | None = None) -> None:
+    def __init__(
+        self, vgg_weights: str | Path | None = None, random_backbone: bool = False
+    ) -> None:
         super().__init__()
         try:
             import lpips
@@ -75,7 +78,9 @@ class LPIPS(nn.Module):
         import io
 
         with contextlib.redirect_stdout(io.StringIO()):  # lpips prints on construction
-            if vgg_weights is None:
+            if random_backbone:
+                self.model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+            elif vgg_weights is None:
                 try:
                     self.model = lpips.LPIPS(net="vgg", verbose=False)
                 except Exception as exc:

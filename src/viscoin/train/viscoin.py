@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,24 @@ def viscoin_losses(
     weights: LossWeights,
     lpips: nn.Module | None = None,
     warm: bool = True,
+    mark: Callable[[str], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms for one batch (B, 3, R, R) in [−1, 1]; ``total`` is their sum.
 
     ``warm``: whether L_of and L_spar are on (they switch on after the warm-up iterations).
+    ``mark(name)`` is called after each part of the computation (used by the benchmark's timers).
     """
+    mark = mark or (lambda name: None)
     with torch.no_grad():
         f_logits, maps = classifier.forward_features(images)
+    mark("classifier")
     g_logits, concept_maps, _support, activations, w_plus = core(maps)
+    mark("extractor+head+translator")
     reconstruction = generator.synthesis(w_plus, noise_mode="const")
+    mark("synthesis")
     # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
     f_rec_logits = classifier(reconstruction)
+    mark("classifier on x̃")
     mse, l1 = pixel_losses(reconstruction, images)
     terms = {
         "mse": mse,
@@ -85,12 +93,14 @@ def viscoin_losses(
     }
     if lpips is not None:
         terms["lpips"] = weights.beta * lpips(reconstruction, images)
+        mark("lpips")
     zero = mse.new_zeros(())
     terms["of"] = output_fidelity_loss(g_logits, f_logits, weights.alpha) if warm else zero
     terms["sparsity"] = (
         sparsity_loss(activations.float(), concept_maps.float(), weights.delta) if warm else zero
     )
     terms["total"] = sum(terms.values())
+    mark("other losses")
     return terms
 
 

@@ -1,0 +1,183 @@
+"""``viscoin demo``: the whole pipeline on the built-in shapes dataset, on a laptop CPU.
+
+Generates the data, trains a ResNet-18 classifier, trains VisCoIN against the StyleGAN2 generator
+shipped with the package (trained on the same shapes), evaluates it and writes the HTML concept
+atlas. LPIPS is off (its ImageNet VGG backbone cannot be assumed offline): the reconstruction loss
+is MSE + L1 + the classifier term. Every setting is a preset override listed in :data:`DEMO`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from viscoin.config import Config, load_config
+from viscoin.errors import UserError
+
+# Overrides of the `shapes` preset for the full demo (about 10 minutes on 2 CPU cores) and the smoke run.
+DEMO: list[str] = [
+    "data.resolution=64",
+    "data.num_workers=0",
+    "data.options.n_train=4000",
+    "data.options.n_test=1000",
+    "classifier.arch=resnet18",
+    "classifier.epochs=3",
+    "classifier.lr=2e-3",
+    "classifier.batch_size=64",
+    "viscoin.n_concepts=32",
+    "viscoin.channels=64",
+    "viscoin.lpips=none",
+    "viscoin.iterations=900",
+    "viscoin.real_batch=8",
+    "viscoin.fake_batch=8",
+    "viscoin.lr=1e-3",
+    "viscoin.warmup=50",
+    "viscoin.eval_every=0",
+    "viscoin.checkpoint_every=300",
+    "viscoin.log_every=25",
+]
+QUICK: list[str] = [
+    "data.options.n_train=256",
+    "data.options.n_test=128",
+    "classifier.epochs=1",
+    "classifier.batch_size=32",
+    "viscoin.iterations=20",
+    "viscoin.warmup=5",
+    "viscoin.checkpoint_every=0",
+    "viscoin.log_every=5",
+]
+GENERATOR_ASSET = "shapes-generator.safetensors"
+
+
+def shipped_generator() -> Path:
+    """Path of the StyleGAN2 generator for the shapes dataset that ships inside the package."""
+    path = Path(str(resources.files("viscoin") / "assets" / GENERATOR_ASSET))
+    if not path.is_file():
+        raise UserError(
+            f"the shipped shapes generator is missing ({path}); reinstall viscoin, or train one with "
+            "'viscoin train gan --config shapes' and pass it with --generator."
+        )
+    return path
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report: Path | None
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def demo_config(quick: bool, device: str, seed: int, extra: list[str] | None = None) -> Config:
+    overrides = [
+        *DEMO,
+        *(QUICK if quick else []),
+        f"run.device={device}",
+        f"run.seed={seed}",
+        *(extra or []),
+    ]
+    return load_config("shapes", overrides)
+
+
+def run_demo(
+    out: Path,
+    quick: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+    generator: Path | None = None,
+    overrides: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+) -> DemoResult:
+    """Run every stage into ``out`` (``out/classifier``, ``out/viscoin`` with ``report.html``)."""
+    from viscoin.data import build_dataset
+    from viscoin.evaluate.suite import EvalOptions, evaluate_model, write_metrics
+    from viscoin.models.viscoin import load_viscoin
+    from viscoin.train.classifier import train_classifier
+    from viscoin.train.distributed import DistInfo
+    from viscoin.train.viscoin import ViscoinTrainer
+    from viscoin.utils.device import resolve_device, seed_everything
+    from viscoin.utils.runs import new_run
+
+    start = time.time()
+    cfg = demo_config(quick, device, seed, overrides)
+    dev = resolve_device(cfg.run.device)
+    generator = Path(generator) if generator else shipped_generator()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    seed_everything(cfg.run.seed)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(
+            f"{out} already exists and is not empty. Choose another --out or remove it."
+        )
+
+    def stage(i: int, text: str) -> None:
+        echo(f"[{i}/5] {text}  ({time.time() - start:.0f}s)")
+
+    stage(1, "generating the shapes dataset")
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    echo(
+        f"      {len(train_set)} train / {len(test_set)} test images, {len(train_set.classes)} classes, device {dev}"
+    )
+
+    stage(2, f"training the classifier ({cfg.classifier.arch}, {cfg.classifier.epochs} epochs)")
+    cfg.run.runs_dir, cfg.run.name = str(out), "classifier"
+    f_run = new_run(out, "classifier", prefix="classifier")
+    cfg.save(f_run.config)
+    f_result = train_classifier(cfg, f_run, train_set, test_set, dev, progress=progress)
+    echo(f"      classifier test accuracy {f_result['best_test_accuracy']:.4f}")
+
+    stage(
+        3,
+        f"training VisCoIN ({cfg.viscoin.iterations} iterations, {cfg.viscoin.n_concepts} concepts)",
+    )
+    cfg.run.name = "viscoin"
+    v_run = new_run(out, "viscoin", prefix="viscoin")
+    cfg.save(v_run.config)
+    trainer = ViscoinTrainer(
+        cfg,
+        v_run,
+        f_run.checkpoints / "best.safetensors",
+        generator,
+        train_set,
+        test_set,
+        DistInfo(0, 1, 0, dev),
+    )
+    trainer.fit(progress=progress)
+
+    stage(
+        4, "evaluating (accuracy, fidelity, reconstruction, faithfulness, consistency, alignment)"
+    )
+    model = load_viscoin(v_run.checkpoints / "viscoin.safetensors", dev)
+    options = EvalOptions(
+        batch_size=64,
+        faithfulness_images=128 if quick else 500,
+        consistency_concepts=4 if quick else 8,
+        consistency_images=32 if quick else 120,
+        fid=False,
+        seed=cfg.run.seed,
+    )
+    metrics = evaluate_model(model, test_set, dev, options)
+    metrics["dataset"] = "shapes"
+    write_metrics(metrics, v_run.path)
+
+    stage(5, "writing the HTML concept atlas")
+    report = write_demo_report(v_run.path, model, test_set, dev, quick)
+    seconds = time.time() - start
+    echo(f"done in {seconds:.0f}s")
+    return DemoResult(out, report, metrics, seconds)
+
+
+def write_demo_report(
+    run_path: Path, model: Any, test_set: Any, device: torch.device, quick: bool
+) -> Path | None:
+    """The HTML atlas for the demo run (``run_path/report.html``)."""
+    from viscoin.report.html import write_report
+
+    return write_report(run_path, model, test_set, device=device, max_concepts=6 if quick else 12)
