@@ -69,11 +69,11 @@ def convert(
     params = sum(p.numel() for p in G.parameters())
     typer.echo(
         f"generator: {G.img_resolution}x{G.img_resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
-        f"c_dim {G.c_dim}, num_ws {G.num_ws}, {params / 1e6:.1f}M parameters -> {output}"
+        f"c_dim {G.c_dim}, num_ws {G.num_ws}, {params:,} parameters -> {output}"
     )
     if D is not None:
         params = sum(p.numel() for p in D.parameters())
-        typer.echo(f"discriminator: {params / 1e6:.1f}M parameters -> {discriminator}")
+        typer.echo(f"discriminator: {params:,} parameters -> {discriminator}")
 
 
 @gan_app.command("sample")

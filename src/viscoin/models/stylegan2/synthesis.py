@@ -60,8 +60,11 @@ class SynthesisBlock(nn.Module):
         conv_clamp: float | None = None,
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
+        fused_modconv_default: bool | str = "inference_only",
         **layer_kwargs,
     ) -> None:
+        # `fused_modconv_default` (StyleGAN3's copy of this network) only picks between two
+        # numerically equal code paths; it is accepted so such networks convert, and ignored.
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
         super().__init__()
