@@ -152,7 +152,8 @@ def train_gan_command(
         from viscoin.data import build_dataset
     except ImportError:
         raise UserError("datasets are not available in this installation (viscoin.data).") from None
-    train_set = build_dataset(cfg.data, split="train")
+    # GANs learn the image distribution itself: no random crops (flips are gan.augment's job).
+    train_set = build_dataset(cfg.data, split="train", augment=False)
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
     cfg.save(run.config)
     summary = train_gan(cfg, run, train_set, torch_device, resume=resume)
