@@ -393,6 +393,38 @@ def train_gan(
             torch.set_flush_denormal(False)
 
 
+def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanState:
+    """Freshly initialised networks (G and D in training mode, frozen until their phase) and optimisers."""
+    G, D = build_networks(g, img_channels, g.c_dim)
+    G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
+    return GanState(
+        G=G,
+        D=D,
+        G_ema=copy.deepcopy(G).eval(),
+        opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
+        opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
+        pl_mean=torch.zeros([], device=device),
+    )
+
+
+class _Averages:
+    """Means of the per-step values since the last log line, kept as tensors (no GPU sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+
 def _train(
     cfg: Config,
     run: RunDir,
@@ -403,20 +435,8 @@ def _train(
     classes: list[str] | None,
 ) -> dict[str, Any]:
     g = cfg.gan
-    c_dim = g.c_dim
-
     seed_everything(cfg.run.seed)
-    G, D = build_networks(g, img_channels, c_dim)
-    G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
-    G_ema = copy.deepcopy(G).eval()
-    state = GanState(
-        G=G,
-        D=D,
-        G_ema=G_ema,
-        opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
-        opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
-        pl_mean=torch.zeros([], device=device),
-    )
+    state = _new_state(g, img_channels, device)
     logger = MetricsLogger(run.metrics)
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
@@ -430,11 +450,9 @@ def _train(
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.run.seed),  # keeps the global RNG untouched
     )
-    grid = _grid_inputs(G, cfg.run.seed, device)
+    grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    last: dict[str, float] = {}
+    averages, last = _Averages(), {}
     start, t0 = state.step, time.time()
     batches = iter(loader)
     with tqdm(total=total_steps, initial=start, desc="train gan", unit="step") as bar:
@@ -442,23 +460,16 @@ def _train(
             real, labels = next(batches)
             real = real.to(device, torch.float32, non_blocking=True)
             labels = torch.as_tensor(labels, device=device).long()
-            for key, value in training_step(loss, real, labels, c_dim, g).items():
-                sums[key] = sums.get(key, 0) + value
-                counts[key] = counts.get(key, 0) + 1
+            averages.add(training_step(loss, real, labels, g.c_dim, g))
             bar.update(1)
             if state.step % g.log_every == 0 or state.step == total_steps:
-                last = {k: float(v) / counts[k] for k, v in sums.items()}
-                elapsed = time.time() - t0
-                logger.log(
-                    state.step,
-                    {
-                        **last,
-                        "kimg": state.step * g.batch_size / 1000,
-                        "sec_per_step": elapsed / max(state.step - start, 1),
-                    },
-                )
+                last = averages.pop()
+                progress = {
+                    "kimg": state.step * g.batch_size / 1000,
+                    "sec_per_step": (time.time() - t0) / max(state.step - start, 1),
+                }
+                logger.log(state.step, {**last, **progress})
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
-                sums, counts = {}, {}
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
                 save_snapshot(state, run, cfg, classes, grid)
     save_snapshot(state, run, cfg, classes, grid)
