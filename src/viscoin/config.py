@@ -84,7 +84,10 @@ class GanConfig:
     pl_weight: float = 0.0
     pl_interval: int = 4
     ema_kimg: float = 10.0
-    augment: bool = False
+    ema_rampup: float | None = 0.05  # EMA half-life ≤ this fraction of the images seen; None: off
+    style_mixing: float = 0.9  # probability of mixing two latents in a training batch
+    mbstd_group_size: int = 4  # discriminator minibatch-std group (must divide the batch)
+    augment: bool = False  # random x-flips and translations of D's inputs (real and fake)
     snapshot_every: int = 1000  # iterations between checkpoints / sample grids
     log_every: int = 50
 

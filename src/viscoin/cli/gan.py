@@ -1,0 +1,164 @@
+"""``viscoin gan convert|sample`` and ``viscoin train gan``: StyleGAN2 generators in and out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from viscoin.cli import app, train_app
+from viscoin.cli.common import (
+    ConfigOpt,
+    DataRootOpt,
+    DeviceOpt,
+    NameOpt,
+    RunsDirOpt,
+    SeedOpt,
+    SetOpt,
+    build_config,
+)
+from viscoin.errors import UserError
+
+gan_app = typer.Typer(
+    help="StyleGAN2 generators: convert official pickles, sample images.", no_args_is_help=True
+)
+app.add_typer(gan_app, name="gan")
+
+NOISE_MODES = ("const", "random", "none")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-3,7,10-11"`` → ``[0, 1, 2, 3, 7, 10, 11]`` (the syntax of the official scripts)."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if re.fullmatch(r"\d+", part):
+            seeds.append(int(part))
+        elif match := re.fullmatch(r"(\d+)-(\d+)", part):
+            low, high = int(match[1]), int(match[2])
+            if high < low:
+                raise UserError(
+                    f"--seeds: range '{part}' runs backwards; write it as {high}-{low}."
+                )
+            seeds.extend(range(low, high + 1))
+        else:
+            raise UserError(
+                f"--seeds: cannot read '{part}' in '{text}'. Use numbers and ranges, e.g. 0-15 or 1,5,9-12."
+            )
+    return seeds
+
+
+@gan_app.command("convert")
+def convert(
+    network: Annotated[Path, typer.Argument(help="Official StyleGAN2-ADA network pickle (.pkl).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the generator (.safetensors).")],
+    discriminator: Annotated[
+        Path | None,
+        typer.Option("--discriminator", help="Also write the discriminator 'D' to this file."),
+    ] = None,
+) -> None:
+    """Convert an official network pickle (its G_ema) to a viscoin generator file, safely.
+
+    The pickle's embedded source code is never executed; only an allow-list of tensor and
+    container types is read. Example: viscoin gan convert network-snapshot-025000.pkl G.safetensors
+    """
+    from viscoin.models.stylegan2.pickle_import import convert_pickle
+
+    G, D = convert_pickle(network, output, discriminator)
+    params = sum(p.numel() for p in G.parameters())
+    typer.echo(
+        f"generator: {G.img_resolution}x{G.img_resolution}, z_dim {G.z_dim}, w_dim {G.w_dim}, "
+        f"c_dim {G.c_dim}, num_ws {G.num_ws}, {params:,} parameters -> {output}"
+    )
+    if D is not None:
+        params = sum(p.numel() for p in D.parameters())
+        typer.echo(f"discriminator: {params:,} parameters -> {discriminator}")
+
+
+@gan_app.command("sample")
+def sample_images(
+    generator: Annotated[Path, typer.Option("--generator", "-g", help="Generator .safetensors.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the images.")],
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds, e.g. 0-15 or 1,5,9.")] = "0-7",
+    class_idx: Annotated[
+        int | None, typer.Option("--class", help="Class index (conditional generators).")
+    ] = None,
+    truncation: Annotated[float, typer.Option("--truncation", help="Truncation psi.")] = 1.0,
+    noise_mode: Annotated[
+        str, typer.Option("--noise-mode", help="const | random | none")
+    ] = "const",
+    grid: Annotated[bool, typer.Option("--grid", help="Also write grid.png.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Write one image per seed (seedXXXX.png), as the official generate.py does.
+
+    Example: viscoin gan sample -g G.safetensors --seeds 0-15 --truncation 0.7 --out samples --grid
+    """
+    from viscoin.models.stylegan2 import load_generator, sample
+    from viscoin.models.stylegan2.generator import write_samples
+    from viscoin.utils.device import resolve_device
+
+    if noise_mode not in NOISE_MODES:
+        raise UserError(
+            f"--noise-mode must be one of {', '.join(NOISE_MODES)}, not '{noise_mode}'."
+        )
+    seed_list = parse_seeds(seeds)
+    G = load_generator(generator, device=resolve_device(device or "auto"))
+    if G.c_dim == 0 and class_idx is not None:
+        typer.echo("warning: --class is ignored: this generator is unconditional", err=True)
+        class_idx = None
+    images = sample(G, seed_list, class_idx=class_idx, truncation=truncation, noise_mode=noise_mode)
+    paths = write_samples(images, seed_list, out, grid=grid)
+    typer.echo(f"wrote {len(paths)} image(s) to {out}")
+
+
+@train_app.command("gan")
+def train_gan_command(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
+    ] = None,
+    data_root: DataRootOpt = None,
+    name: NameOpt = None,
+    runs_dir: RunsDirOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
+    ] = False,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Train a StyleGAN2 generator on a dataset's training split.
+
+    Example: viscoin train gan --config shapes --set gan.kimg=200 --name shapes-gan
+    """
+    from viscoin.train.gan import train_gan
+    from viscoin.utils.device import resolve_device
+    from viscoin.utils.runs import new_run
+
+    cfg = build_config(
+        config,
+        overrides,
+        name=name,
+        runs_dir=runs_dir,
+        device=device,
+        seed=seed,
+        data_root=data_root,
+        dataset=dataset,
+    )
+    torch_device = resolve_device(cfg.run.device)
+    try:
+        from viscoin.data import build_dataset
+    except ImportError:
+        raise UserError("datasets are not available in this installation (viscoin.data).") from None
+    # GANs learn the image distribution itself: no random crops (flips are gan.augment's job).
+    train_set = build_dataset(cfg.data, split="train", augment=False)
+    run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
+    cfg.save(run.config)
+    summary = train_gan(cfg, run, train_set, torch_device, resume=resume)
+    typer.echo(
+        f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "
+        f"{summary['seconds']:.0f}s; loss_G {summary.get('loss_G', float('nan')):.3f}, "
+        f"loss_D {summary.get('loss_D', float('nan')):.3f}; generator: {summary['generator']}"
+    )

@@ -1,0 +1,354 @@
+"""The few low-level ops StyleGAN2 needs, in plain PyTorch (no compiled extensions).
+
+FIR resampling (``upfirdn2d``), fused bias + activation (``bias_act``), convolution with
+up/downsampling (``conv2d_resample``) and the modulated convolution of the synthesis network.
+Each one computes what the official StyleGAN2-ADA op of the same name computes (same padding
+conventions, same gains), written with stock convolutions so it runs on any device and supports
+the double backward that R1 and path-length regularisation need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Padding = int | Sequence[int]
+
+
+# ---------------------------------------------------------------------------------------------
+# FIR filters and upfirdn2d
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
+    """A 2-D low-pass FIR filter (the outer product of ``taps``), normalised to unit DC gain.
+
+    ``[1, 3, 3, 1]`` gives the (4, 4) float32 filter StyleGAN2 stores as ``resample_filter``.
+    """
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    if f.ndim == 0:
+        f = f[None]
+    if f.ndim == 1:
+        f = torch.outer(f, f)
+    f = f / f.sum()
+    return f * gain
+
+
+def _parse_padding(padding: Padding) -> tuple[int, int, int, int]:
+    """``p``, ``[px, py]`` or ``[px0, px1, py0, py1]`` → ``(px0, px1, py0, py1)``."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        px, py = padding
+        return px, px, py, py
+    px0, px1, py0, py1 = padding
+    return px0, px1, py0, py1
+
+
+def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """The same 2-D filter for every channel, as a grouped-conv weight (C, 1, fh, fw)."""
+    return f.to(dtype)[None, None].repeat(channels, 1, 1, 1)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, convolve with the FIR filter ``f``, keep every ``down``-th pixel.
+
+    x: (B, C, H, W); f: (fh, fw) 2-D filter (``None`` = identity). ``padding`` is with respect to
+    the upsampled image and may be negative (cropping). ``flip_filter=False`` is a true convolution.
+    Returns (B, C, (H*up + py0 + py1 - fh + 1) / down, ...), like ``scipy.signal.upfirdn``.
+    """
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fh, fw = f.shape
+    channels = x.shape[1]
+    f = f * gain
+
+    if up > 1:
+        # Zero insertion followed by a convolution is exactly a transposed convolution with stride
+        # `up` (which applies its kernel unflipped, i.e. as a true convolution). Its full output
+        # starts fh - 1 - py0 rows before the official one and ends fh - up - py1 rows after it.
+        kernel = f.flip([0, 1]) if flip_filter else f
+        x = F.conv_transpose2d(x, _depthwise(kernel, channels, x.dtype), stride=up, groups=channels)
+        x = F.pad(x, [px0 - (fw - 1), px1 - (fw - up), py0 - (fh - 1), py1 - (fh - up)])
+        return x[:, :, ::down, ::down] if down > 1 else x
+
+    # conv2d computes a correlation, so a true convolution needs the flipped filter; keeping
+    # every down-th output pixel is the convolution's stride.
+    kernel = f if flip_filter else f.flip([0, 1])
+    x = F.pad(x, [px0, px1, py0, py1])
+    return F.conv2d(x, _depthwise(kernel, channels, x.dtype), stride=down, groups=channels)
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """(B, C, H, W) → (B, C, H*up, W*up): zero insertion + FIR filter, gain ``up**2`` keeps the DC level."""
+    fh, fw = f.shape
+    padding = [(fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2]
+    return upfirdn2d(x, f, up=up, padding=padding, gain=up**2)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    """(B, C, H, W) → (B, C, H/down, W/down): FIR low-pass filter, then keep every ``down``-th pixel."""
+    fh, fw = f.shape
+    padding = [(fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2]
+    return upfirdn2d(x, f, down=down, padding=padding)
+
+
+# ---------------------------------------------------------------------------------------------
+# bias + activation
+
+
+def _lrelu(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return F.leaky_relu(x, alpha)
+
+
+# name -> (function(x, alpha), default alpha, default gain). The gains keep the signal magnitude
+# of a unit-variance input (He initialisation), e.g. sqrt(2) after a (leaky) ReLU.
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor, float], torch.Tensor], float, float]] = {
+    "linear": (lambda x, a: x, 0.0, 1.0),
+    "relu": (lambda x, a: F.relu(x), 0.0, math.sqrt(2)),
+    "lrelu": (_lrelu, 0.2, math.sqrt(2)),
+    "tanh": (lambda x, a: torch.tanh(x), 0.0, 1.0),
+    "sigmoid": (lambda x, a: torch.sigmoid(x), 0.0, 1.0),
+    "elu": (lambda x, a: F.elu(x), 0.0, 1.0),
+    "selu": (lambda x, a: F.selu(x), 0.0, 1.0),
+    "softplus": (lambda x, a: F.softplus(x), 0.0, 1.0),
+    "swish": (lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2)),
+}
+
+
+def activation_gain(act: str) -> float:
+    """The default output gain of activation ``act`` (``sqrt(2)`` for lrelu)."""
+    return ACTIVATIONS[act][2]
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+    dim: int = 1,
+) -> torch.Tensor:
+    """``clamp(act(x + b) * gain, -clamp, clamp)``; ``b`` is added along dimension ``dim``.
+
+    ``gain=None`` uses the activation's default gain; ``clamp=None`` disables the clamp.
+    """
+    func, default_alpha, default_gain = ACTIVATIONS[act]
+    if b is not None:
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    x = func(x, float(default_alpha if alpha is None else alpha))
+    gain = float(default_gain if gain is None else gain)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """``x / sqrt(mean(x²) + eps)`` along ``dim`` (the mapping network's input normalisation)."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+# ---------------------------------------------------------------------------------------------
+# convolution with resampling
+
+
+def _conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    stride: int = 1,
+    padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    transpose: bool = False,
+    flip_weight: bool = True,
+) -> torch.Tensor:
+    """conv2d / conv_transpose2d; ``flip_weight=False`` turns conv2d's correlation into a convolution."""
+    if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
+        w = w.flip([2, 3])
+    op = F.conv_transpose2d if transpose else F.conv2d
+    return op(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """2-D convolution with optional FIR up/downsampling, padded once at the start.
+
+    x: (B, I, H, W); w: (O, I/groups, kh, kw); f: FIR filter for the resampling.
+    Equivalent to: zero-insert by ``up``, pad by ``padding`` (w.r.t. the upsampled image),
+    FIR-filter (gain ``up**2``), convolve with ``w``, FIR-filter and keep every ``down``-th pixel.
+    Each case below rearranges that chain into its cheapest equivalent, as the official op does.
+    """
+    out_channels, in_per_group, kh, kw = w.shape
+    fh, fw = f.shape if f is not None else (1, 1)
+    px0, px1, py0, py1 = _parse_padding(padding)
+    if up > 1:
+        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
+        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+    if down > 1:
+        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
+        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+    pad = [px0, px1, py0, py1]
+
+    # 1x1 kernel, downsampling: filter and subsample first, then the (cheaper) small convolution.
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+    # 1x1 kernel, upsampling: convolve at low resolution, then upsample.
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=pad, gain=up**2, flip_filter=flip_filter)
+
+    # Downsampling: filter, then a strided convolution.
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=pad, flip_filter=flip_filter)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+
+    # Upsampling: a strided transposed convolution does the zero insertion and the convolution in
+    # one go; the FIR filter then smooths the result.
+    if up > 1:
+        if groups == 1:
+            w = w.transpose(0, 1)
+        else:
+            w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+            w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
+        px0, px1 = px0 - (kw - 1), px1 - (kw - up)
+        py0, py1 = py0 - (kh - 1), py1 - (kh - up)
+        pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
+        # conv_transpose2d applies its kernel as a convolution, the opposite of conv2d.
+        x = _conv(
+            x,
+            w,
+            stride=up,
+            padding=(pyt, pxt),
+            groups=groups,
+            transpose=True,
+            flip_weight=not flip_weight,
+        )
+        x = upfirdn2d(
+            x,
+            f,
+            padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt],
+            gain=up**2,
+            flip_filter=flip_filter,
+        )
+        return upfirdn2d(x, f, down=down, flip_filter=flip_filter) if down > 1 else x
+
+    # No resampling and symmetric padding: a plain convolution.
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
+
+    # Anything else: pad (or crop), then convolve.
+    x = F.pad(x, pad)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# modulated convolution
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    fused_modconv: bool = True,
+) -> torch.Tensor:
+    """StyleGAN2's modulated convolution (Karras et al. 2020, eq. 1-3).
+
+    x: (B, I, H, W); weight: (O, I, kh, kw); styles: (B, I) per-sample input scales;
+    noise: broadcastable to the output, added after demodulation.
+    Each sample's kernel is ``w'_oi = s_i w_oi``, demodulated by ``1 / sqrt(Σ_i,k w'_oik² + 1e-8)``.
+    ``fused_modconv=True`` builds the per-sample kernels and runs one grouped convolution;
+    ``False`` scales the activations before and after a shared convolution instead (the same
+    numbers, cheaper when training). Returns (B, O, H*up/down, W*up/down).
+    """
+    batch_size = x.shape[0]
+    _, in_channels, kh, kw = weight.shape
+
+    # In float16 the modulated kernels can overflow; demodulation makes the result invariant to
+    # the scale of `weight` and `styles`, so normalise both first.
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (
+            1
+            / math.sqrt(in_channels * kh * kw)
+            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        )
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    w = None
+    dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # (B, O, I, kh, kw)
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, O)
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        x = conv2d_resample(
+            x,
+            weight.to(x.dtype),
+            f=resample_filter,
+            up=up,
+            down=down,
+            padding=padding,
+            flip_weight=flip_weight,
+        )
+        if demodulate and noise is not None:
+            return torch.addcmul(
+                noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+            )
+        if demodulate:
+            return x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        if noise is not None:
+            return x.add_(noise.to(x.dtype))
+        return x
+
+    # Fused: the batch becomes the group dimension of one grouped convolution.
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_channels, kh, kw)
+    x = conv2d_resample(
+        x,
+        w.to(x.dtype),
+        f=resample_filter,
+        up=up,
+        down=down,
+        padding=padding,
+        groups=batch_size,
+        flip_weight=flip_weight,
+    )
+    x = x.reshape(batch_size, -1, *x.shape[2:])
+    if noise is not None:
+        x = x.add_(noise)
+    return x

@@ -1,0 +1,483 @@
+"""StyleGAN2 training (``viscoin train gan``): the generator VisCoIN later drives, trained on the
+task's own images.
+
+The objective and schedule are StyleGAN2-ADA's: non-saturating logistic loss, lazy R1 on real
+images every ``r1_interval`` steps, optional lazy path-length regularisation, style mixing, an EMA
+copy of the generator (the one that is saved and used), and Adam with the lr/betas of lazily
+regularised networks rescaled by ``interval / (interval + 1)``. Resuming is exact: models,
+optimisers, RNG states and the data position are all restored.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from viscoin.config import Config, GanConfig
+from viscoin.errors import UserError
+from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
+from viscoin.models.stylegan2.generator import image_grid, save_image, to_uint8
+from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
+from viscoin.utils.device import seed_everything
+from viscoin.utils.runs import MetricsLogger, RunDir
+
+STATE_FILE = "gan-training.state.pt"
+GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+GRID_SIZE = 16  # images in each snapshot's sample grid
+
+
+def build_networks(g: GanConfig, img_channels: int, c_dim: int) -> tuple[Generator, Discriminator]:
+    """The generator and discriminator a :class:`GanConfig` describes."""
+    common = {
+        "channel_base": g.channel_base,
+        "channel_max": g.channel_max,
+        "num_fp16_res": g.num_fp16_res,
+        "conv_clamp": g.conv_clamp,
+    }
+    G = Generator(
+        z_dim=g.z_dim,
+        c_dim=c_dim,
+        w_dim=g.w_dim,
+        img_resolution=g.resolution,
+        img_channels=img_channels,
+        mapping_kwargs={"num_layers": g.mapping_layers},
+        synthesis_kwargs=common,
+    )
+    D = Discriminator(
+        c_dim=c_dim,
+        img_resolution=g.resolution,
+        img_channels=img_channels,
+        epilogue_kwargs={"mbstd_group_size": g.mbstd_group_size},
+        **common,
+    )
+    return G, D
+
+
+def lazy_adam(
+    params: Any, lr: float, betas: tuple[float, float], reg_interval: int | None
+) -> torch.optim.Adam:
+    """Adam; with lazy regularisation every ``reg_interval`` steps, lr and betas are rescaled by
+    ``c = interval / (interval + 1)`` so that main + regularisation steps average to the nominal ones.
+    """
+    if reg_interval:
+        ratio = reg_interval / (reg_interval + 1)
+        lr, betas = lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
+
+
+def augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
+    """Random x-flips and integer translations (up to ``translation`` × size, zero fill) per image.
+
+    Built from indexing only, so R1's double backward goes through it. (B, C, H, W) → same.
+    """
+    b, _, h, w = images.shape
+    flip = torch.rand([b, 1, 1, 1], device=images.device) < 0.5
+    images = torch.where(flip, images.flip(3), images)
+    sy, sx = int(h * translation + 0.5), int(w * translation + 0.5)
+    ty = torch.randint(-sy, sy + 1, [b, 1, 1], device=images.device)
+    tx = torch.randint(-sx, sx + 1, [b, 1, 1], device=images.device)
+    gb, gy, gx = torch.meshgrid(
+        torch.arange(b, device=images.device),
+        torch.arange(h, device=images.device),
+        torch.arange(w, device=images.device),
+        indexing="ij",
+    )
+    gy = (gy + ty + 1).clamp(0, h + 1)
+    gx = (gx + tx + 1).clamp(0, w + 1)
+    padded = F.pad(images, [1, 1, 1, 1]).permute(0, 2, 3, 1)
+    return padded[gb, gy, gx].permute(0, 3, 1, 2).contiguous()
+
+
+class InfiniteBatches(Sampler[list[int]]):
+    """Batches of indices from consecutive seeded permutations of the dataset, from any batch on.
+
+    Batch ``k`` is always the same indices for a given seed, so a resumed run sees exactly the data
+    an uninterrupted one would have.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_batch: int = 0) -> None:
+        self.size, self.batch_size, self.seed, self.start_batch = (
+            size,
+            batch_size,
+            seed,
+            start_batch,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        position = self.start_batch * self.batch_size
+        epoch, permutation = -1, None
+        while True:
+            batch = []
+            for _ in range(self.batch_size):
+                e, i = divmod(position, self.size)
+                if e != epoch:
+                    epoch = e
+                    generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                    permutation = torch.randperm(self.size, generator=generator).tolist()
+                batch.append(permutation[i])
+                position += 1
+            yield batch
+
+
+@dataclass
+class GanState:
+    """Everything a training step changes."""
+
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    pl_mean: torch.Tensor
+    step: int = 0
+
+
+class GanLoss:
+    """StyleGAN2-ADA's losses, one method per training phase; each calls ``backward`` itself."""
+
+    def __init__(self, state: GanState, g: GanConfig) -> None:
+        self.s, self.g = state, g
+
+    def run_G(
+        self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, z_dim) → images (B, C, R, R) and the W+ used (B, num_ws, w_dim)."""
+        G = self.s.G
+        ws = G.mapping(z, c, update_emas=update_emas)
+        if self.g.style_mixing > 0:
+            # From a random row on, the layers take a second latent's styles (mixing regularisation).
+            cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
+            mix = torch.rand([], device=ws.device) < self.g.style_mixing
+            cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
+            ws[:, cutoff:] = G.mapping(torch.randn_like(z), c)[:, cutoff:]
+        return G.synthesis(ws, noise_mode="random"), ws
+
+    def run_D(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """(B, C, R, R) → logits (B, 1), through the augmentation when it is on."""
+        if self.g.augment:
+            images = augment(images)
+        return self.s.D(images, c)
+
+    def generator_main(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Non-saturating loss: mean softplus(-D(G(z)))."""
+        images, _ = self.run_G(z, c)
+        logits = self.run_D(images, c)
+        loss = F.softplus(-logits).mean()
+        loss.backward()
+        return {"loss_G": loss.detach(), "score_fake": logits.detach().mean()}
+
+    def generator_pl(
+        self, z: torch.Tensor, c: torch.Tensor, gain: float
+    ) -> dict[str, torch.Tensor]:
+        """Path-length regularisation on half a batch: ‖Jᵀy‖ towards its running mean."""
+        batch = max(z.shape[0] // 2, 1)
+        images, ws = self.run_G(z[:batch], c[:batch])
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        pl_mean = self.s.pl_mean.lerp(lengths.mean(), 0.01)
+        self.s.pl_mean.copy_(pl_mean.detach())
+        penalty = (lengths - pl_mean).square()
+        # `images[:, 0, 0, 0] * 0` keeps every synthesis parameter in the graph (as the official code).
+        (images[:, 0, 0, 0] * 0 + penalty * self.g.pl_weight).mean().mul(gain).backward()
+        return {"pl_penalty": penalty.detach().mean(), "pl_mean": self.s.pl_mean.clone()}
+
+    def discriminator_main(
+        self, real: torch.Tensor, real_c: torch.Tensor, z: torch.Tensor, c: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """softplus(D(G(z))) + softplus(-D(x)); the generated images also update ``w_avg``."""
+        with torch.no_grad():
+            fake, _ = self.run_G(z, c, update_emas=True)
+        fake_logits = self.run_D(fake, c)
+        loss_fake = F.softplus(fake_logits).mean()
+        loss_fake.backward()
+        real_logits = self.run_D(real.detach(), real_c)
+        loss_real = F.softplus(-real_logits).mean()
+        loss_real.backward()
+        return {
+            "loss_D": (loss_fake + loss_real).detach(),
+            "loss_D_fake": loss_fake.detach(),
+            "loss_D_real": loss_real.detach(),
+            "score_real": real_logits.detach().mean(),
+        }
+
+    def discriminator_r1(
+        self, real: torch.Tensor, real_c: torch.Tensor, gain: float
+    ) -> dict[str, torch.Tensor]:
+        """R1: (γ/2) ‖∇ₓD(x)‖² on real images (Mescheder et al. 2018)."""
+        real = real.detach().requires_grad_(True)
+        logits = self.run_D(real, real_c)
+        (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        penalty = grads.square().sum([1, 2, 3])
+        (logits[:, 0] * 0 + penalty * (self.g.r1_gamma / 2)).mean().mul(gain).backward()
+        return {"r1_penalty": penalty.detach().mean()}
+
+
+def _optimizer_step(module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+    # A rare inf/nan gradient (e.g. float16 overflow) must not poison Adam's moments.
+    for param in module.parameters():
+        if param.grad is not None:
+            torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+    opt.step()
+
+
+def _phase(
+    module: torch.nn.Module, opt: torch.optim.Optimizer, fn: Any, *args: Any
+) -> dict[str, torch.Tensor]:
+    """Run one phase: gradients only for ``module``, then an optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    module.requires_grad_(True)
+    values = fn(*args)
+    module.requires_grad_(False)
+    _optimizer_step(module, opt)
+    return values
+
+
+def training_step(
+    loss: GanLoss,
+    real: torch.Tensor,
+    labels: torch.Tensor,
+    c_dim: int,
+    g: GanConfig,
+) -> dict[str, torch.Tensor]:
+    """One iteration: G main, G path length (lazy), D main, D R1 (lazy), then the EMA update."""
+    s = loss.s
+    batch, device = real.shape[0], real.device
+    real_c = F.one_hot(labels, c_dim).float() if c_dim else torch.zeros([batch, 0], device=device)
+    do_pl = g.pl_weight > 0 and s.step % g.pl_interval == 0
+    do_r1 = g.r1_gamma > 0 and s.step % g.r1_interval == 0
+    # Fresh latents for every phase; generated labels follow the real batch's label distribution.
+    zs = torch.randn([4 * batch, s.G.z_dim], device=device).split(batch)
+    cs = [real_c[torch.randperm(batch, device=device)] for _ in range(4)]
+
+    values = _phase(s.G, s.opt_G, loss.generator_main, zs[0], cs[0])
+    if do_pl:
+        values |= _phase(s.G, s.opt_G, loss.generator_pl, zs[1], cs[1], g.pl_interval)
+    values |= _phase(s.D, s.opt_D, loss.discriminator_main, real, real_c, zs[2], cs[2])
+    if do_r1:
+        values |= _phase(s.D, s.opt_D, loss.discriminator_r1, real, real_c, g.r1_interval)
+
+    # EMA of the generator weights; the half-life ramps up with the images seen so far.
+    ema_nimg = g.ema_kimg * 1000
+    if g.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, s.step * batch * g.ema_rampup)
+    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(s.G_ema.parameters(), s.G.parameters(), strict=True):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(s.G_ema.buffers(), s.G.buffers(), strict=True):
+            b_ema.copy_(b)
+    s.step += 1
+    return values
+
+
+def _dataset_info(dataset: Dataset, g: GanConfig) -> tuple[int, list[str] | None]:
+    """Image channels and class names; checks the resolution and the number of classes."""
+    try:
+        size = len(dataset)
+    except TypeError:
+        raise UserError("the training dataset must have a length.") from None
+    if size == 0:
+        raise UserError("the training dataset is empty.")
+    image, _ = dataset[0]
+    if image.ndim != 3 or image.shape[1] != g.resolution or image.shape[2] != g.resolution:
+        raise UserError(
+            f"dataset images are {tuple(image.shape)}, but gan.resolution is {g.resolution}: "
+            f"set data.resolution={g.resolution} (or gan.resolution to the image size)."
+        )
+    classes = list(getattr(dataset, "classes", None) or []) or None
+    if g.c_dim and classes is not None and g.c_dim != len(classes):
+        raise UserError(
+            f"gan.c_dim={g.c_dim} but the dataset has {len(classes)} classes: "
+            f"set gan.c_dim={len(classes)} (or 0 for an unconditional GAN)."
+        )
+    return image.shape[0], classes
+
+
+def _grid_inputs(
+    G: Generator, seed: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Fixed latents (numpy, so the training RNG is untouched) and labels cycling over the classes.
+    z = torch.from_numpy(np.random.RandomState(seed).randn(GRID_SIZE, G.z_dim)).float()
+    c = torch.zeros([GRID_SIZE, G.c_dim])
+    if G.c_dim:
+        c[torch.arange(GRID_SIZE), torch.arange(GRID_SIZE) % G.c_dim] = 1
+    return z.to(device), c.to(device)
+
+
+def save_snapshot(
+    state: GanState, run: RunDir, cfg: Config, classes: list[str] | None, grid: tuple
+) -> None:
+    """Generator (EMA), discriminator, resume state and a sample grid, each written atomically."""
+    extra = {"step": state.step, "kimg": state.step * cfg.gan.batch_size / 1000}
+    if classes:
+        extra["classes"] = classes
+    save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
+    save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
+    save_state(
+        run.checkpoints / STATE_FILE,
+        {
+            "step": state.step,
+            "G": state.G.state_dict(),
+            "D": state.D.state_dict(),
+            "G_ema": state.G_ema.state_dict(),
+            "opt_G": state.opt_G.state_dict(),
+            "opt_D": state.opt_D.state_dict(),
+            "pl_mean": state.pl_mean.cpu(),
+            "rng": rng_state(),
+        },
+    )
+    with torch.no_grad():
+        images = state.G_ema(*grid, noise_mode="const")
+    save_image(image_grid(to_uint8(images)), run.figures / f"samples-{state.step:06d}.png")
+
+
+def _restore(state: GanState, path: Path, device: torch.device) -> None:
+    saved = load_state(path, map_location=device)
+    try:
+        state.G.load_state_dict(saved["G"])
+        state.D.load_state_dict(saved["D"])
+        state.G_ema.load_state_dict(saved["G_ema"])
+        state.opt_G.load_state_dict(saved["opt_G"])
+        state.opt_D.load_state_dict(saved["opt_D"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"cannot resume from {path}: it does not match this configuration's networks "
+            f"({str(exc).splitlines()[0][:200]}). Resume with the config the run was started with."
+        ) from None
+    state.pl_mean.copy_(saved["pl_mean"])
+    state.step = int(saved["step"])
+    set_rng_state(saved["rng"])
+
+
+def train_gan(
+    cfg: Config, run: RunDir, dataset: Dataset, device: torch.device, resume: bool = False
+) -> dict[str, Any]:
+    """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
+
+    Writes ``checkpoints/{generator,discriminator}.safetensors`` and ``gan-training.state.pt`` every
+    ``gan.snapshot_every`` steps and at the end, ``figures/samples-XXXXXX.png`` and
+    ``metrics.jsonl``. Returns a summary (steps, final losses, paths).
+    """
+    g = cfg.gan
+    group = min(g.mbstd_group_size, g.batch_size)
+    if g.batch_size < 1 or g.batch_size % group:
+        raise UserError(
+            f"gan.batch_size={g.batch_size} must be a multiple of gan.mbstd_group_size="
+            f"{g.mbstd_group_size} (the discriminator's minibatch-std groups)."
+        )
+    img_channels, classes = _dataset_info(dataset, g)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    # Early in training some activations and Adam moments are denormal floats, which CPUs process
+    # tens of times slower; flushing them to zero changes nothing that matters here.
+    flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        return _train(cfg, run, dataset, device, resume, img_channels, classes)
+    finally:
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+
+
+def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanState:
+    """Freshly initialised networks (G and D in training mode, frozen until their phase) and optimisers."""
+    G, D = build_networks(g, img_channels, g.c_dim)
+    G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
+    return GanState(
+        G=G,
+        D=D,
+        G_ema=copy.deepcopy(G).eval(),
+        opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
+        opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
+        pl_mean=torch.zeros([], device=device),
+    )
+
+
+class _Averages:
+    """Means of the per-step values since the last log line, kept as tensors (no GPU sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+
+def _train(
+    cfg: Config,
+    run: RunDir,
+    dataset: Dataset,
+    device: torch.device,
+    resume: bool,
+    img_channels: int,
+    classes: list[str] | None,
+) -> dict[str, Any]:
+    g = cfg.gan
+    seed_everything(cfg.run.seed)
+    state = _new_state(g, img_channels, device)
+    logger = MetricsLogger(run.metrics)
+    if resume:
+        _restore(state, run.checkpoints / STATE_FILE, device)
+        logger.truncate_after(state.step)
+
+    total_steps = max(1, round(g.kimg * 1000 / g.batch_size))
+    loader = DataLoader(
+        dataset,
+        batch_sampler=InfiniteBatches(len(dataset), g.batch_size, cfg.run.seed, state.step),
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.run.seed),  # keeps the global RNG untouched
+    )
+    grid = _grid_inputs(state.G, cfg.run.seed, device)
+    loss = GanLoss(state, g)
+    averages, last = _Averages(), {}
+    start, t0 = state.step, time.time()
+    batches = iter(loader)
+    with tqdm(total=total_steps, initial=start, desc="train gan", unit="step") as bar:
+        while state.step < total_steps:
+            real, labels = next(batches)
+            real = real.to(device, torch.float32, non_blocking=True)
+            labels = torch.as_tensor(labels, device=device).long()
+            averages.add(training_step(loss, real, labels, g.c_dim, g))
+            bar.update(1)
+            if state.step % g.log_every == 0 or state.step == total_steps:
+                last = averages.pop()
+                progress = {
+                    "kimg": state.step * g.batch_size / 1000,
+                    "sec_per_step": (time.time() - t0) / max(state.step - start, 1),
+                }
+                logger.log(state.step, {**last, **progress})
+                bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
+            if state.step % g.snapshot_every == 0 and state.step < total_steps:
+                save_snapshot(state, run, cfg, classes, grid)
+    save_snapshot(state, run, cfg, classes, grid)
+    logger.close()
+    return {
+        "steps": state.step,
+        "kimg": state.step * g.batch_size / 1000,
+        "seconds": time.time() - t0,
+        **{k: last[k] for k in ("loss_G", "loss_D") if k in last},
+        "generator": str(run.checkpoints / GENERATOR_FILE),
+    }

@@ -1,0 +1,211 @@
+"""The StyleGAN2 ops against a plain transcription of the official formulas."""
+
+import math
+
+import pytest
+import torch
+
+from tests.models import stylegan2_reference as ref
+from viscoin.models.stylegan2 import ops
+from viscoin.models.stylegan2.layers import (
+    Conv2dLayer,
+    FullyConnectedLayer,
+    MinibatchStdLayer,
+    SynthesisLayer,
+    ToRGBLayer,
+)
+from viscoin.models.stylegan2.mapping import MappingNetwork
+
+
+def close(a, b, tol=1e-5):
+    scale = max(1.0, b.abs().max().item())
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert (a - b).abs().max().item() <= tol * scale, (a - b).abs().max().item()
+
+
+def test_setup_filter_is_the_normalised_outer_product():
+    f = ops.setup_filter([1, 3, 3, 1])
+    assert f.shape == (4, 4) and f.dtype == torch.float32
+    close(f, ref.fir_filter())
+    assert math.isclose(f.sum().item(), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "up, down, pad",
+    [
+        (1, 1, (1, 2, 2, 1)),
+        (2, 1, (2, 1, 2, 1)),  # upsample2d
+        (1, 2, (1, 1, 1, 1)),  # downsample2d
+        (2, 1, (0, -1, 3, 0)),  # asymmetric, with cropping
+        (1, 2, (2, 2, 2, 2)),
+        (2, 2, (1, 1, 1, 1)),
+        (4, 1, (3, 2, 3, 2)),
+    ],
+)
+def test_upfirdn2d_matches_zero_insert_pad_convolve_subsample(up, down, pad):
+    x = torch.randn(2, 3, 7, 6)
+    f = torch.rand(4, 4)  # asymmetric, so a flipped filter would show
+    close(
+        ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=1.7),
+        ref.upfirdn2d(x, f, up, down, pad, 1.7),
+    )
+
+
+def test_upfirdn2d_flip_filter_is_correlation():
+    x, f = torch.randn(1, 2, 5, 5), torch.rand(4, 4)
+    close(
+        ops.upfirdn2d(x, f, padding=2, flip_filter=True),
+        ref.upfirdn2d(x, f.flip([0, 1]), pad=(2, 2, 2, 2)),
+    )
+
+
+def test_upsample_and_downsample_keep_constants_and_shapes():
+    f = ops.setup_filter()
+    x = torch.full([1, 1, 8, 8], 3.0)
+    up = ops.upsample2d(x, f)
+    down = ops.downsample2d(x, f)
+    assert up.shape == (1, 1, 16, 16) and down.shape == (1, 1, 4, 4)
+    close(up[..., 2:-2, 2:-2], torch.full_like(up[..., 2:-2, 2:-2], 3.0))
+    close(down[..., 1:-1, 1:-1], torch.full_like(down[..., 1:-1, 1:-1], 3.0))
+
+
+def test_bias_act_lrelu_gain_and_clamp():
+    x, b = torch.randn(4, 5, 3, 3) * 100, torch.randn(5)
+    close(ops.bias_act(x, b, act="lrelu", clamp=256), ref.bias_act(x, b, "lrelu", clamp=256))
+    y = ops.bias_act(torch.tensor([[-1.0, 2.0]]), act="lrelu")
+    close(y, torch.tensor([[-0.2, 2.0]]) * math.sqrt(2))
+
+
+@pytest.mark.parametrize(
+    "up, down, k, flip_weight",
+    [
+        (1, 1, 3, True),
+        (2, 1, 3, False),
+        (1, 2, 3, True),
+        (2, 1, 1, False),
+        (1, 2, 1, True),
+        (1, 1, 1, True),
+        (2, 1, 3, True),
+    ],
+)
+def test_conv2d_resample_matches_generic_path(up, down, k, flip_weight):
+    x = torch.randn(2, 4, 8, 8)
+    w = torch.randn(5, 4, k, k)
+    f = ops.setup_filter()
+    out = ops.conv2d_resample(x, w, f=f, up=up, down=down, padding=k // 2, flip_weight=flip_weight)
+    close(out, ref.conv2d_resample(x, w, f, up, down, k // 2, flip_weight))
+    assert out.shape[-1] == 8 * up // down
+
+
+def test_conv2d_resample_grouped_upsampling_matches_per_group():
+    x = torch.randn(1, 6, 5, 5)
+    w = torch.randn(8, 3, 3, 3)  # two groups of 3 inputs -> 4 outputs
+    f = ops.setup_filter()
+    out = ops.conv2d_resample(x, w, f=f, up=2, padding=1, groups=2, flip_weight=False)
+    expected = torch.cat(
+        [
+            ref.conv2d_resample(x[:, 3 * g : 3 * g + 3], w[4 * g : 4 * g + 4], f, 2, 1, 1, False)
+            for g in range(2)
+        ],
+        dim=1,
+    )
+    close(out, expected)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("noise_mode", ["const", "none"])
+def test_synthesis_layer_fused_and_unfused_match_reference(up, noise_mode):
+    layer = SynthesisLayer(6, 5, w_dim=7, resolution=8, up=up, conv_clamp=0.5)
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.3)
+        layer.bias.normal_()
+    x, w = torch.randn(3, 6, 8 // up, 8 // up), torch.randn(3, 7)
+    expected = ref.modulated_layer(dict(layer.state_dict()), "", x, w, up, noise_mode, 0.5)
+    for fused in (True, False):
+        close(layer(x, w, noise_mode=noise_mode, fused_modconv=fused), expected)
+    # the clamp acts: without it the reference differs
+    assert expected.abs().max() <= 0.5 + 1e-6
+
+
+def test_synthesis_layer_gain_scales_output_and_clamp():
+    layer = SynthesisLayer(4, 4, w_dim=3, resolution=4, conv_clamp=0.2)
+    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 3)
+    gain = math.sqrt(0.5)
+    expected = ref.modulated_layer(dict(layer.state_dict()), "", x, w, 1, "const", 0.2, gain=gain)
+    close(layer(x, w, noise_mode="const", gain=gain), expected)
+
+
+def test_random_noise_has_the_right_shape_and_strength():
+    layer = SynthesisLayer(2, 2, w_dim=3, resolution=4)
+    x, w = torch.zeros(2, 2, 4, 4), torch.zeros(2, 3)
+    a = layer(x, w, noise_mode="random")
+    b = layer(x, w, noise_mode="none")
+    assert torch.equal(a, b)  # noise_strength starts at zero
+    with torch.no_grad():
+        layer.noise_strength.fill_(1.0)
+    assert not torch.equal(layer(x, w, noise_mode="random"), layer(x, w, noise_mode="random"))
+    with pytest.raises(ValueError):
+        layer(x, w, noise_mode="loud")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_torgb_matches_reference(fused):
+    layer = ToRGBLayer(6, 3, w_dim=5, conv_clamp=256)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x, w = torch.randn(2, 6, 4, 4), torch.randn(2, 5)
+    close(layer(x, w, fused_modconv=fused), ref.torgb(dict(layer.state_dict()), "", x, w, 256))
+
+
+def test_fp16_prenormalisation_leaves_demodulated_result_unchanged():
+    x, weight, styles = torch.randn(2, 4, 6, 6), torch.randn(3, 4, 3, 3) * 50, torch.rand(2, 4) * 30
+    a = ops.modulated_conv2d(x, weight, styles, padding=1)
+    b = ops.modulated_conv2d(x, weight * 7, styles * 0.01, padding=1)
+    close(a, b, tol=1e-4)
+
+
+def test_fully_connected_equalised_learning_rate():
+    layer = FullyConnectedLayer(8, 4, activation="lrelu", lr_multiplier=0.01, bias_init=0.5)
+    assert layer.weight.std() > 10  # stored as N(0, 1/lr²)
+    x = torch.randn(3, 8)
+    close(layer(x), ref.dense(dict(layer.state_dict()), "", x, "lrelu", 0.01))
+    assert torch.allclose(layer.bias, torch.full([4], 0.5))
+
+
+@pytest.mark.parametrize("down, k", [(1, 3), (2, 3), (2, 1), (1, 1)])
+def test_conv2d_layer_matches_reference(down, k):
+    layer = Conv2dLayer(3, 4, kernel_size=k, activation="lrelu", down=down, conv_clamp=0.3)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(2, 3, 8, 8)
+    sd = dict(layer.state_dict())
+    close(layer(x, gain=0.7), ref.conv_layer(sd, "", x, down=down, gain=0.7, clamp=0.3))
+
+
+def test_minibatch_std_matches_per_group_formula():
+    x = torch.randn(8, 5, 4, 4)
+    close(MinibatchStdLayer(4)(x), ref.minibatch_std(x, 4))
+    close(MinibatchStdLayer(4)(x[:2]), ref.minibatch_std(x[:2], 4))  # group shrinks to the batch
+
+
+@pytest.mark.parametrize("c_dim", [0, 3])
+@pytest.mark.parametrize("psi, cutoff", [(1.0, None), (0.7, None), (0.5, 2)])
+def test_mapping_with_truncation_matches_reference(c_dim, psi, cutoff):
+    net = MappingNetwork(z_dim=6, c_dim=c_dim, w_dim=5, num_ws=4, num_layers=3)
+    with torch.no_grad():
+        net.w_avg.normal_()
+    z = torch.randn(3, 6, dtype=torch.float64)  # generate.py feeds float64 latents
+    c = torch.eye(3)[[0, 2, 1]][:, :c_dim]
+    ws = net(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+    expected = ref.mapping(dict(net.state_dict()), "", z, c, 3, 4, psi, cutoff)
+    close(ws, expected)
+    assert ws.shape == (3, 4, 5) and ws.dtype == torch.float32
+
+
+def test_mapping_updates_w_avg_only_when_asked():
+    net = MappingNetwork(z_dim=4, c_dim=0, w_dim=4, num_ws=2, num_layers=2, w_avg_beta=0.9)
+    z = torch.randn(5, 4)
+    net(z, None)
+    assert torch.equal(net.w_avg, torch.zeros(4))
+    w = net(z, None, update_emas=True)[:, 0]
+    close(net.w_avg, 0.1 * w.mean(0))
