@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from viscoin.config import Config
 from viscoin.models.classifier import Classifier, build_classifier, save_classifier
-from viscoin.train.sampling import ResumableBatchSampler, SeededDataset
+from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
 from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from viscoin.utils.runs import MetricsLogger, RunDir
 
@@ -119,6 +119,7 @@ def train_classifier(
             batch_sampler=sampler,
             num_workers=cfg.data.num_workers,
             pin_memory=device.type == "cuda",
+            generator=step_generator(cfg.run.seed, epoch),  # keeps the global RNG stream untouched
         )
         model.train()
         bar = tqdm(

@@ -94,11 +94,11 @@ def viscoin_losses(
     if lpips is not None:
         terms["lpips"] = weights.beta * lpips(reconstruction, images)
         mark("lpips")
-    zero = mse.new_zeros(())
-    terms["of"] = output_fidelity_loss(g_logits, f_logits, weights.alpha) if warm else zero
-    terms["sparsity"] = (
-        sparsity_loss(activations.float(), concept_maps.float(), weights.delta) if warm else zero
-    )
+    # Before the warm-up ends these two terms are multiplied by 0 rather than left out, so every
+    # parameter takes part in every step (DistributedDataParallel requires it).
+    on = 1.0 if warm else 0.0
+    terms["of"] = on * output_fidelity_loss(g_logits, f_logits, weights.alpha)
+    terms["sparsity"] = on * sparsity_loss(activations.float(), concept_maps.float(), weights.delta)
     terms["total"] = sum(terms.values())
     mark("other losses")
     return terms
@@ -270,6 +270,8 @@ class ViscoinTrainer:
             num_workers=d.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=d.num_workers > 0,
+            # its own generator: creating the iterator must not draw from the global RNG
+            generator=step_generator(self.cfg.run.seed, self.step),
         )
         for images, _labels in loader:
             yield images.to(self.device, non_blocking=True)
@@ -333,9 +335,9 @@ class ViscoinTrainer:
         return sums
 
     def evaluate(self, max_batches: int | None = None) -> dict[str, float]:
-        from viscoin.data import build_loader
-
-        loader = build_loader(self.cfg.data, "test", dataset=self.test_set, shuffle=False)
+        loader = DataLoader(
+            self.test_set, batch_size=self.cfg.data.batch_size, shuffle=False, num_workers=0
+        )
         return evaluate_ensemble(
             self.model,
             loader,
@@ -372,7 +374,7 @@ class ViscoinTrainer:
             window_steps += 1
             bar.update(1)
             if self.step % v.log_every == 0 or self.step == end:
-                record = {k: (t / window_steps).item() for k, t in window.items()}
+                record = self._global_means(window, window_steps)
                 self.logger.log(self.step, record, split="train")
                 bar.set_postfix(
                     loss=f"{record['total']:.3f}",
@@ -395,6 +397,18 @@ class ViscoinTrainer:
         barrier(self.dist)
         self.logger.close()
         return {"step": self.step, "elapsed_s": round(self.elapsed, 1), **last_eval}
+
+    def _global_means(self, window: dict[str, torch.Tensor], steps: int) -> dict[str, float]:
+        """Means over the logging window and over all processes (one all-reduce per log)."""
+        keys = sorted(window)
+        values = (
+            torch.stack([torch.as_tensor(window[k], device=self.device).float() for k in keys])
+            / steps
+        )
+        if self.dist.enabled:
+            torch.distributed.all_reduce(values)
+            values /= self.dist.world
+        return dict(zip(keys, values.tolist(), strict=True))
 
     def _eval_and_log(self) -> dict[str, float]:
         if not self.dist.is_main:

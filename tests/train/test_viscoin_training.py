@@ -1,0 +1,177 @@
+"""VisCoIN training on tiny parts: the loss goes down, resume is exact, save → load, export, DDP."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tests.train.viscoin_fixtures import TinyImages, make_parts, tiny_config
+from viscoin.models.viscoin import export_viscoin, load_viscoin
+from viscoin.train.distributed import DistInfo
+from viscoin.train.viscoin import ViscoinTrainer, learning_rate
+from viscoin.utils.runs import new_run, read_metrics
+
+CPU = DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    return make_parts(tmp_path_factory.mktemp("parts"))
+
+
+def _trainer(cfg, name, parts, resume=False, dist=CPU, n=32):
+    run = new_run(cfg.run.runs_dir, name, prefix="v", resume=resume)
+    return ViscoinTrainer(cfg, run, *parts, TinyImages(n, 0), TinyImages(8, 1), dist, resume=resume)
+
+
+def test_loss_goes_down(tmp_path, parts):
+    cfg = tiny_config(tmp_path, iterations=40, dropout=0.0)
+    trainer = _trainer(cfg, "down", parts, n=8)
+    trainer.fit(progress=False)
+    totals = [r["total"] for r in read_metrics(trainer.run.metrics) if r["split"] == "train"]
+    assert len(totals) == 40
+    assert sum(totals[-5:]) / 5 < 0.8 * sum(totals[:5]) / 5
+    tests = [r for r in read_metrics(trainer.run.metrics) if r["split"] == "test"]
+    assert {"acc_f", "acc_g", "fidelity", "mse", "l1"} <= set(tests[-1])
+
+
+def test_resume_is_bit_exact(tmp_path, parts):
+    cfg = tiny_config(tmp_path, iterations=6)
+    straight = _trainer(cfg, "straight", parts)
+    straight.fit(progress=False)
+
+    first = _trainer(cfg, "resumed", parts)
+    first.fit(
+        progress=False, stop_after=3
+    )  # interrupted after 3 steps (a checkpoint is always written)
+    del first
+    second = _trainer(cfg, "resumed", parts, resume=True)
+    assert second.step == 3
+    second.fit(progress=False)
+
+    def losses(trainer):
+        return [
+            (r["step"], r["total"], r["mse"])
+            for r in read_metrics(trainer.run.metrics)
+            if r["split"] == "train"
+        ]
+
+    assert losses(straight) == losses(second)
+    for (name, a), b in zip(
+        straight.core.state_dict().items(), second.core.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_save_load_round_trip_and_export(tmp_path, parts):
+    cfg = tiny_config(tmp_path, iterations=2)
+    trainer = _trainer(cfg, "save", parts)
+    trainer.fit(progress=False)
+    model_file = trainer.run.checkpoints / "viscoin.safetensors"
+    loaded = load_viscoin(model_file)
+    images = TinyImages(4, 3).images
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model.explain(images)
+    got = loaded.explain(images)
+    for key in ("g_logits", "f_logits", "relevance", "reconstructions"):
+        assert torch.allclose(got[key], expected[key], atol=1e-6), key
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+
+    bundle = export_viscoin(model_file, tmp_path / "bundle.safetensors", embed=True)
+    for part in parts:  # the bundle stands alone
+        part.rename(part.with_suffix(".moved"))
+    try:
+        alone = load_viscoin(bundle)
+        assert torch.allclose(
+            alone.explain(images)["reconstructions"], expected["reconstructions"], atol=1e-6
+        )
+        from viscoin.errors import UserError
+
+        with pytest.raises(UserError, match="which is missing"):
+            load_viscoin(model_file)
+    finally:
+        for part in parts:
+            part.with_suffix(".moved").rename(part)
+
+
+def test_learning_rate_schedule():
+    cfg = tiny_config("/tmp", iterations=10_000)
+    cfg.viscoin.lr, cfg.viscoin.decay_every, cfg.viscoin.decay_factor = 1.0, 1000, 0.8
+    assert learning_rate(0, cfg) == 1.0 and learning_rate(5000, cfg) == 1.0
+    assert learning_rate(5999, cfg) == 1.0 and learning_rate(6000, cfg) == pytest.approx(0.8)
+    assert learning_rate(9000, cfg) == pytest.approx(0.8**4)
+
+
+def test_incompatible_generator_resolution(tmp_path, parts):
+    from viscoin.errors import UserError
+
+    cfg = tiny_config(tmp_path)
+    cfg.data.resolution = 64
+    with pytest.raises(UserError, match="generator makes 32 px images but data.resolution is 64"):
+        _trainer(cfg, "bad", parts)
+
+
+# ---------------------------------------------------------------- DDP: 2 CPU processes (gloo)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, runs_dir: str, parts: tuple, steps: int) -> None:
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    from viscoin.train.distributed import init_distributed, shutdown
+
+    dist = init_distributed("cpu")
+    cfg = tiny_config(runs_dir, iterations=steps, dropout=0.0)
+    run_name = "ddp"
+    if dist.is_main:
+        new_run(cfg.run.runs_dir, run_name, prefix="v")
+    torch.distributed.barrier()
+    from pathlib import Path
+
+    from viscoin.utils.runs import RunDir
+
+    trainer = ViscoinTrainer(
+        cfg, RunDir(Path(runs_dir) / run_name), *parts, TinyImages(32, 0), TinyImages(8, 1), dist
+    )
+    trainer.fit(progress=False)
+    shutdown(dist)
+
+
+def test_ddp_two_processes_match_single_process(tmp_path, parts):
+    steps = 3
+    cfg = tiny_config(tmp_path, iterations=steps, dropout=0.0)
+    single = _trainer(cfg, "single", parts)
+    single.fit(progress=False)
+    mp.start_processes(
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path), parts, steps),
+        nprocs=2,
+        start_method="spawn",
+    )
+    ddp = load_viscoin(tmp_path / "ddp" / "checkpoints" / "viscoin.safetensors")
+    for (name, a), b in zip(
+        single.core.state_dict().items(), ddp.core.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
+    # only rank 0 wrote: one metrics file with one record per step
+    records = [r for r in read_metrics(tmp_path / "ddp" / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["step"] for r in records] == list(range(1, steps + 1))
+    single_losses = [r["total"] for r in read_metrics(single.run.metrics) if r["split"] == "train"]
+    assert next(r["total"] for r in records) == pytest.approx(single_losses[0], rel=1e-4)
