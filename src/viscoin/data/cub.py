@@ -58,7 +58,7 @@ class CUB(ImageFileDataset):
             [int(labels[i]) - 1 for i in self.image_ids],
             boxes,
         )
-        self._attribute_files = self._attribute_files_of(root, base)
+        self._attribute_files = self._attribute_files_of(base)
         if self._attribute_files is not None:
             names = _read_table(self._attribute_files[0])
             self.attribute_names = [names[k] for k in sorted(names, key=int)]
@@ -80,7 +80,7 @@ class CUB(ImageFileDataset):
         return root
 
     @staticmethod
-    def _attribute_files_of(root: Path, base: Path) -> tuple[Path, Path] | None:
+    def _attribute_files_of(base: Path) -> tuple[Path, Path] | None:
         # The archive puts attributes.txt beside CUB_200_2011/; some copies move it inside.
         names = [base.parent / "attributes.txt", base / "attributes.txt"]
         names.append(base / "attributes" / "attributes.txt")

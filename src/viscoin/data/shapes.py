@@ -164,19 +164,19 @@ class Shapes(VisionDataset):
         noise: float = 0.03,
     ) -> None:
         super().__init__(root, split, resolution, augment)
-        size = n_train if split == "train" else n_test
-        if size < 1:
-            raise UserError(f"shapes: n_{split} must be at least 1, got {size}")
+        count = n_train if split == "train" else n_test
+        if count < 1:
+            raise UserError(f"shapes: n_{split} must be at least 1, got {count}")
         if not 0.0 <= noise <= 1.0:
             raise UserError(f"shapes: noise must be between 0 and 1, got {noise}")
-        self.seed, self.noise, self.size = seed, noise, size
+        self.seed, self.noise, self.count = seed, noise, count
         self.classes = list(CLASS_NAMES)
         self.attribute_names = list(ATTRIBUTES)
         self.attribute_values = {k: list(v) for k, v in ATTRIBUTES.items()}
         self.attribute_is_class_defining = [name in CLASS_DEFINING for name in ATTRIBUTES]
         # Only the attribute draws (the first few of each image's generator): ~10 µs per image.
         self._attributes = torch.from_numpy(
-            np.stack([_sample_attributes(self._rng(i)) for i in range(size)])
+            np.stack([_sample_attributes(self._rng(i)) for i in range(count)])
         )
         self.labels = [_label_of(row) for row in self._attributes.numpy()]
 
@@ -189,12 +189,13 @@ class Shapes(VisionDataset):
 
     def render(self, index: int) -> np.ndarray:
         """Image ``index`` before augmentation: float32 ``(R, R, 3)`` in [0, 1]."""
-        if not 0 <= index < self.size:
-            raise IndexError(f"shapes: index {index} out of range for {self.size} images")
+        if not 0 <= index < self.count:
+            raise IndexError(f"shapes: index {index} out of range for {self.count} images")
         return draw_bird(self._rng(index), self.resolution, self.noise)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(self.render(index)).permute(2, 0, 1).mul_(2.0).sub_(1.0)
+        image = torch.from_numpy(self.render(index)).permute(2, 0, 1).contiguous()
+        image = image.mul_(2.0).sub_(1.0)  # [0, 1] → [-1, 1]
         if self.augment:
             image = _random_translate(image, max(1, self.resolution // 16))
         return image, self.labels[index]
