@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
+from viscoin.data.download import download_hint
 from viscoin.data.transforms import build_transform, crop_box, load_image, to_signed_float
 from viscoin.errors import UserError
 
@@ -134,14 +135,3 @@ def require(path: Path, dataset: str, layout: str, hint: str = "") -> Path:
             f"{dataset}: missing {path}. Expected layout: {layout}. {hint or download_hint(dataset)}"
         )
     return path
-
-
-def download_hint(dataset: str) -> str:
-    from viscoin.data.download import KAGGLE_HANDLES
-
-    if dataset in KAGGLE_HANDLES:
-        return (
-            f"Run 'viscoin data download {dataset}', or pass --data-root DIR "
-            "(data.root) pointing at a folder with that layout."
-        )
-    return "Pass --data-root DIR (data.root) pointing at a folder with that layout."

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from viscoin.data.base import VisionDataset
 from viscoin.errors import UserError
 
 # Kaggle mirrors of the official archives, chosen because they keep the official file layout:
@@ -47,22 +46,14 @@ def kagglehub_candidates(name: str) -> list[Path]:
     return sorted(numbered, key=lambda p: int(p.name), reverse=True)
 
 
-def find_layout_root(cls: type[VisionDataset], base: Path, depth: int = 2) -> Path | None:
-    """The first folder at or below ``base`` (``depth`` levels) that ``cls.locate`` accepts."""
-    level = [base] if base.is_dir() else []
-    for _ in range(depth + 1):
-        following = []
-        for folder in level:
-            try:
-                return cls.locate(folder)
-            except UserError:
-                pass
-            try:
-                following.extend(sorted(p for p in folder.iterdir() if p.is_dir()))
-            except OSError:
-                continue
-        level = following
-    return None
+def download_hint(name: str) -> str:
+    """What to do when dataset ``name`` is missing: download it, or point at a copy."""
+    if name in KAGGLE_HANDLES:
+        return (
+            f"Run 'viscoin data download {name}', or pass --data-root DIR "
+            "(data.root) pointing at a folder with that layout."
+        )
+    return "Pass --data-root DIR (data.root) pointing at a folder with that layout."
 
 
 def manual_instructions(name: str) -> str:
@@ -87,7 +78,7 @@ def download_dataset(name: str, root: str | Path | None = None) -> Path:
     With ``root``, a symlink ``root`` → that folder is made, so ``--data-root root`` works.
     Without, the kagglehub cache is found automatically by :func:`build_dataset`.
     """
-    from viscoin.data.registry import dataset_class
+    from viscoin.data.registry import dataset_class, find_layout_root
 
     cls = dataset_class(name)
     if not cls.needs_root:

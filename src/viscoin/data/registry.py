@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from viscoin.config import DataConfig
 from viscoin.data.base import SPLITS, VisionDataset
+from viscoin.data.download import download_hint, kagglehub_candidates
 from viscoin.errors import UserError
 
 _REGISTRY: dict[str, type[VisionDataset]] = {}
@@ -100,6 +101,24 @@ def default_root(name: str) -> Path:
     return data_home() / name
 
 
+def find_layout_root(cls: type[VisionDataset], base: Path, depth: int = 2) -> Path | None:
+    """The first folder at or below ``base`` (``depth`` levels) that ``cls.locate`` accepts."""
+    level = [base] if base.is_dir() else []
+    for _ in range(depth + 1):
+        following = []
+        for folder in level:
+            try:
+                return cls.locate(folder)
+            except UserError:
+                pass
+            try:
+                following.extend(sorted(p for p in folder.iterdir() if p.is_dir()))
+            except OSError:
+                continue
+        level = following
+    return None
+
+
 def resolve_root(name: str, root: str | Path | None) -> Path:
     """The folder the dataset class reads (its ``locate`` may step into a subfolder).
 
@@ -107,7 +126,6 @@ def resolve_root(name: str, root: str | Path | None) -> Path:
     kagglehub download of the dataset already in the kagglehub cache.
     """
     cls = dataset_class(name)
-    from viscoin.data.download import find_layout_root, kagglehub_candidates
 
     if root is not None:
         path = Path(root).expanduser()
@@ -125,8 +143,6 @@ def resolve_root(name: str, root: str | Path | None) -> Path:
             return found
     if default.is_dir():
         return cls.locate(default)  # raises, naming the missing file
-    from viscoin.data.base import download_hint
-
     raise UserError(
         f"{name}: dataset not found at {default} (default root: $VISCOIN_DATA/{name} or "
         f"~/.cache/viscoin/data/{name}). Expected layout: {cls.layout}. {download_hint(name)}"
