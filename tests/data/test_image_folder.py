@@ -1,0 +1,66 @@
+"""Bring-your-own folders: seeded split, split folders, mixed image modes, corrupt files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.data.builders import write_image
+from viscoin.config import DataConfig
+from viscoin.data import build_dataset
+from viscoin.errors import UserError
+
+MODES = [("a.jpg", "L"), ("b.png", "RGBA"), ("c.jpg", "CMYK"), ("d.png", "P"), ("e.bmp", "RGB")]
+
+
+def folder(root, split="train", **options):
+    cfg = DataConfig(name="folder", root=str(root), resolution=24, options=options)
+    return build_dataset(cfg, split)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for c, name in enumerate(["cat", "dog"]):
+        for i in range(5):
+            fname, mode = MODES[i]
+            write_image(tmp_path / name / fname, (30, 20), mode=mode, seed=10 * c + i)
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_seeded_split_per_class(tree):
+    train, test = folder(tree), folder(tree, "test")
+    assert train.classes == ["cat", "dog"]
+    assert (len(train), len(test)) == (8, 2)  # one of five per class in test
+    assert sorted(test.labels) == [0, 1]
+    assert not set(train.files) & set(test.files)
+    assert folder(tree, "test").files == test.files
+    assert len(folder(tree, "test", test_fraction=0.6)) == 6
+    # every mode comes out as a 3-channel image in range
+    for i in range(len(train)):
+        image, _ = train[i]
+        assert image.shape == (3, 24, 24) and -1 <= float(image.min()) <= float(image.max()) <= 1
+
+
+def test_split_folders_are_used(tmp_path):
+    write_image(tmp_path / "train" / "a" / "1.png")
+    write_image(tmp_path / "train" / "b" / "1.png")
+    write_image(tmp_path / "test" / "b" / "2.webp")
+    train, test = folder(tmp_path), folder(tmp_path, "test")
+    assert train.classes == test.classes == ["a", "b"]
+    assert (len(train), len(test)) == (2, 1) and test.labels == [1]
+
+
+def test_corrupt_image_names_the_file(tree):
+    broken = tree / "cat" / "z_broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 garbage")
+    dataset = folder(tree, "test", test_fraction=0.99)
+    index = dataset.files.index(broken)
+    with pytest.raises(UserError, match="z_broken.jpg"):
+        dataset[index]
+    assert torch.is_tensor(dataset[(index + 1) % len(dataset)][0])
+
+
+def test_empty_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no class subfolders"):
+        folder(tmp_path)
