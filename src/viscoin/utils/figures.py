@@ -32,7 +32,6 @@ PAPER_STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "grid.linewidth": 0.5,
-    "savefig.dpi": 150,
     "figure.dpi": 100,
 }
 
@@ -49,10 +48,10 @@ def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def figure_png(fig: Figure) -> bytes:
+def figure_png(fig: Figure, dpi: int = 150) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     return buffer.getvalue()
 
 
