@@ -94,6 +94,8 @@ def concept_entropy_figure(entropy: np.ndarray, max_entropy: float, dead: np.nda
         fig = new_figure(WIDE, 2.6)
         ax = fig.subplots()
         ax.bar(np.flatnonzero(shown), entropy[shown], width=0.85, color=BAR_COLOUR, linewidth=0)
+        # a dot on each bar, so that concepts of a single class (entropy 0) are visible too
+        ax.plot(np.flatnonzero(shown), entropy[shown], "o", color=BAR_COLOUR, markersize=2.5)
         if max_entropy > 0:
             ax.axhline(max_entropy, color="0.3", linestyle="--", linewidth=1)
             ax.annotate(
@@ -161,9 +163,11 @@ def concept_class_figure(
     rows = list(range(concept_class.shape[0])) if concepts is None else list(concepts)
     matrix = concept_class[rows] if rows else np.zeros((1, concept_class.shape[1]))
     c = concept_class.shape[1]
-    height = min(7.0, 1.6 + 0.12 * len(rows))
+    height = min(7.0, max(2.8, 1.6 + 0.12 * len(rows)))
     with paper_style():
-        fig = new_figure(min(WIDE, 2.2 + 0.22 * c) if c <= MAX_CLASS_TICKS else WIDE, height)
+        fig = new_figure(
+            min(WIDE, max(3.6, 2.2 + 0.22 * c)) if c <= MAX_CLASS_TICKS else WIDE, height
+        )
         ax = fig.subplots()
         ax.grid(False)
         image = ax.imshow(
@@ -173,7 +177,7 @@ def concept_class_figure(
         ax.set_ylabel("concept k")
         if len(rows) <= 40:
             ax.set_yticks(range(len(rows)), [str(r) for r in rows])
-        fig.colorbar(image, ax=ax, label="share of the concept's importance", pad=0.02)
+        fig.colorbar(image, ax=ax, label="share of importance", pad=0.02)
         ax.set_title("Concept → class importance")
     return fig
 
