@@ -7,6 +7,9 @@ tests do not depend on the StyleGAN2 implementation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 from torch import nn
@@ -80,6 +83,24 @@ def make_dataset(n: int = 12, seed: int = 1) -> LabelledImages:
     images = torch.rand(n, 3, RESOLUTION, RESOLUTION, generator=gen) * 2 - 1
     labels = torch.arange(n) % N_CLASSES
     return LabelledImages(images, labels, list(CLASSES))
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """These models are tiny: a second OpenMP thread only adds synchronisation, which on a busy
+    machine costs far more than the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

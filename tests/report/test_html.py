@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from PIL import Image
 
+from tests.interpret.conftest import one_thread
 from tests.report.test_plots import VISCOIN_RECORDS
 from viscoin.interpret.analytics import compute_concept_analytics
 from viscoin.report.html import build_report, flatten_numbers
@@ -22,6 +23,11 @@ def report(tiny_model, tiny_dataset, tmp_path_factory):
     import torch
 
     loader = torch.utils.data.DataLoader(tiny_dataset, batch_size=6)
+    with one_thread():  # module-scoped: set up before the function-scoped thread fixture
+        return _build(tiny_model, tiny_dataset, loader, tmp_path_factory)
+
+
+def _build(tiny_model, tiny_dataset, loader, tmp_path_factory):
     analytics = compute_concept_analytics(tiny_model, loader)
     path = build_report(
         tiny_model,
