@@ -1,4 +1,4 @@
-"""Small helpers every interpretation routine needs: where a model lives, and running it in eval
+"""What every interpretation routine needs: where a model lives, and running it in eval
 mode (BatchNorm statistics and dropout must not change during analysis, METHOD.md §5.7)."""
 
 from __future__ import annotations

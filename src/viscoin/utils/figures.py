@@ -1,4 +1,4 @@
-"""Figure helpers shared by the interpretation and report code: one paper-like style, images as
+"""Figure utilities shared by the interpretation and report code: one paper-like style, images as
 arrays, and figures written to PNG (atomically) or to bytes — never shown on screen.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, so no pyplot state or GUI backend
