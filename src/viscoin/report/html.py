@@ -117,9 +117,9 @@ def concept_card(
                 png_bytes(image_array(strip.generated[0, m])),
                 [
                     f"λ = {lam:g}{note}",
-                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])))} "
+                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])), 12)} "
                     f"{float(p.f_prob[0, m]):.2f}",
-                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])))} "
+                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])), 12)} "
                     f"{float(p.g_prob[0, m]):.2f}",
                 ],
             )
@@ -281,7 +281,7 @@ def _card_html(card: ConceptCard) -> str:
     <div>
       <h4>Most activating images</h4>{_tiles(card.top_images, f"top image of concept {k}")}
       <h4>Amplification (φ<sub>{k}</sub> × λ, Φ′ fixed)</h4>{_tiles(card.strip, f"concept {k} amplified")}
-      <h4>Where it lives (Grad-CAM of a<sub>{k}</sub>)</h4>{_tiles(card.heatmaps, f"heatmap of concept {k}")}
+      <h4>Where it lives (Grad-CAM of a<sub>{k}</sub>; red = strongest)</h4>{_tiles(card.heatmaps, f"heatmap of concept {k}")}
     </div>
     <div><h4>Classes it matters for</h4>{classes}</div>
   </div>
