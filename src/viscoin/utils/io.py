@@ -45,3 +45,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def save_npz(path: str | Path, arrays: dict) -> None:
+    """Write numpy arrays to a compressed ``.npz`` file atomically."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez_compressed(fh, **arrays)
+
+    atomic_write(path, write)

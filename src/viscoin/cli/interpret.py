@@ -1,0 +1,348 @@
+"""``viscoin concepts | amplify | heatmaps | logs | report``: look inside a trained VisCoIN run.
+
+Each command resolves its run (or exported bundle) first, so a bad path fails at once with one
+line, then loads the model and the test split and calls :mod:`viscoin.interpret` and
+:mod:`viscoin.report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from viscoin.cli import app
+from viscoin.cli.common import DataRootOpt, DeviceOpt
+from viscoin.errors import UserError
+
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        help="A VisCoIN run directory (config.yaml + checkpoints/viscoin.safetensors) or an "
+        "exported .safetensors bundle."
+    ),
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", help="Dataset name; needed for a bundle, overrides a run's."),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Dataset split to look at.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ImagesOpt = Annotated[
+    str | None,
+    typer.Option("--images", help="Comma-separated image indices of the split, e.g. 0,4,9."),
+]
+ConceptsOpt = Annotated[
+    str | None, typer.Option("--concepts", help="Explicit concept indices, e.g. 3,17.")
+]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", help="The k most relevant concepts of each image.")
+]
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """``"0,4,9"`` or ``"0-3,7"`` → ``[0, 4, 9]`` / ``[0, 1, 2, 3, 7]``."""
+    values: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            low, sep, high = part.partition("-")
+            if sep and low:
+                values.extend(range(int(low), int(high) + 1))
+            else:
+                values.append(int(part))
+    except ValueError:
+        raise UserError(f"{option} '{text}' is not a list of integers like 0,4,9.") from None
+    if not values:
+        raise UserError(f"{option} is empty: give integers like 0,4,9.")
+    return values
+
+
+def parse_float_list(text: str, option: str) -> list[float]:
+    """``"0,1,2,4"`` → ``[0.0, 1.0, 2.0, 4.0]``."""
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UserError(f"{option} '{text}' is not a list of numbers like 0,1,2,4.") from None
+    if not values:
+        raise UserError(f"{option} is empty: give numbers like 0,1,2,4.")
+    return values
+
+
+def _prepare(target_path: str, dataset: str | None, data_root: str | None, out, device, split):
+    """Resolve the target (cheap checks first), then load the model and the split."""
+    from viscoin.interpret.target import load_split, load_target_model, resolve_target
+    from viscoin.utils.device import resolve_device
+
+    target = resolve_target(target_path, dataset=dataset, data_root=data_root, out=out)
+    dev = resolve_device(device or "auto")
+    model = load_target_model(target, dev)
+    data = load_split(target, split)
+    classes = getattr(data, "classes", None)
+    if classes is not None and len(classes) != model.head_weight.shape[0]:
+        raise UserError(
+            f"{target.model_file} predicts {model.head_weight.shape[0]} classes but dataset "
+            f"'{target.cfg.data.name}' has {len(classes)}. Pass the dataset the model was trained on."
+        )
+    return target, model, data
+
+
+def _images(data, indices: list[int], split: str):
+    import torch
+
+    from viscoin.interpret.target import check_image_indices
+
+    check_image_indices(indices, len(data), split)
+    items = [data[i] for i in indices]
+    return torch.stack([item[0] for item in items]), [int(item[1]) for item in items]
+
+
+def _class_names(data, model) -> list[str]:
+    classes = getattr(data, "classes", None) or model.classes
+    return list(classes or [f"class {c}" for c in range(model.head_weight.shape[0])])
+
+
+@app.command("concepts")
+def concepts_cmd(
+    run: TargetArg,
+    split: SplitOpt = "test",
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute instead of using the cache.")
+    ] = False,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    max_images: Annotated[
+        int | None, typer.Option("--max-images", help="Analyse only the first N images.")
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: the run directory).")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Concept analytics: dead concepts, activation profiles, class importance and entropy.
+
+    Writes RUN/figures/*.png and RUN/concepts.json (+ .npz); cached in RUN/cache/.
+
+    Example: viscoin concepts runs/shapes-viscoin
+    """
+    from viscoin.interpret.target import target_analytics
+    from viscoin.report.plots import save_analytics_figures
+
+    target, model, data = _prepare(run, dataset, data_root, out, device, split)
+    analytics, cached = target_analytics(
+        target, model, data, split, batch_size, max_images, force, progress=not quiet
+    )
+    figures = save_analytics_figures(analytics, target.out_dir / "figures")
+    summary = analytics.save(target.out_dir / "concepts.json")
+    dead = int(analytics.dead.sum())
+    typer.echo(
+        f"{analytics.n_images} {split} images, {analytics.n_concepts} concepts: "
+        f"{analytics.n_concepts - dead} alive, {dead} dead"
+        + (" (from cache; --force recomputes)" if cached else "")
+    )
+    for k in analytics.ordered_concepts(5):
+        top = ", ".join(f"{analytics.classes[c]} {v:.2f}" for c, v in analytics.top_classes(k, 3))
+        typer.echo(
+            f"  concept {k}: importance {analytics.importance[k]:.3f}; classes: {top or '-'}"
+        )
+    typer.echo(
+        f"wrote {summary} (+ .npz) and {len(figures)} figures in {target.out_dir / 'figures'}"
+    )
+
+
+@app.command("amplify")
+def amplify_cmd(
+    run: TargetArg,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Concepts with relevance above this (default 0.2)."),
+    ] = None,
+    top_k: TopKOpt = None,
+    concepts: ConceptsOpt = None,
+    images: ImagesOpt = "0,1,2,3",
+    multipliers: Annotated[
+        str, typer.Option("--multipliers", help="λ values; 1 = reconstruction, 0 = removed.")
+    ] = "0,1,2,4",
+    mode: Annotated[
+        str, typer.Option("--mode", help="each: one row per concept; together: all at once.")
+    ] = "each",
+    split: SplitOpt = "test",
+    device: DeviceOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs (default: RUN/amplify).")
+    ] = None,
+) -> None:
+    """Regenerate images with chosen concepts multiplied by λ (Φ' fixed) and save the strips.
+
+    Example: viscoin amplify runs/shapes-viscoin --top-k 3 --images 0,4,9
+    """
+    from viscoin.interpret.amplify import MODES, concept_strips, save_strips
+    from viscoin.interpret.common import model_device
+    from viscoin.interpret.relevance import image_relevance, select_concepts
+
+    if sum(x is not None for x in (threshold, top_k, concepts)) > 1:
+        raise UserError("give only one of --threshold, --top-k and --concepts.")
+    if mode not in MODES:
+        raise UserError(f"--mode must be each or together, not '{mode}'.")
+    lambdas = parse_float_list(multipliers, "--multipliers")
+    indices = parse_int_list(images or "0,1,2,3", "--images")
+    explicit = parse_int_list(concepts, "--concepts") if concepts is not None else None
+    target, model, data = _prepare(run, dataset, data_root, None, device, split)
+    batch, labels = _images(data, indices, split)
+    relevance, _ = image_relevance(model, batch.to(model_device(model)))
+    selected = select_concepts(relevance.cpu(), threshold=threshold, top_k=top_k, concepts=explicit)
+    if explicit is not None:
+        rule = "concepts " + ", ".join(str(k) for k in selected[0])
+    elif top_k is not None:
+        rule = f"top {top_k} by relevance"
+    else:
+        rule = f"relevance > {0.2 if threshold is None else threshold:g}"
+    strips = concept_strips(model, batch, selected, lambdas, mode, indices)
+    classes = _class_names(data, model)
+    out_dir = Path(out) if out else target.out_dir / "amplify"
+    paths = save_strips(strips, classes, out_dir, [classes[y] for y in labels], rule)
+    for index, strip, path in zip(indices, strips, paths, strict=True):
+        shown = ", ".join(str(k) for row in strip.rows for k in row) or "none selected"
+        typer.echo(f"image {index}: concepts {shown} -> {path}")
+
+
+@app.command("heatmaps")
+def heatmaps_cmd(
+    run: TargetArg,
+    images: ImagesOpt = "0,1,2",
+    top_k: TopKOpt = None,
+    concepts: ConceptsOpt = None,
+    split: SplitOpt = "test",
+    device: DeviceOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs (default: RUN/heatmaps).")
+    ] = None,
+) -> None:
+    """Where each concept lives in an image (Grad-CAM of its activation over f's stage maps).
+
+    Example: viscoin heatmaps runs/shapes-viscoin --images 0,1,2 --top-k 3
+    """
+    import torch
+
+    from viscoin.interpret.common import model_device
+    from viscoin.interpret.heatmaps import concept_heatmaps, save_heatmap_figures
+    from viscoin.interpret.relevance import image_relevance, select_concepts
+
+    if top_k is not None and concepts is not None:
+        raise UserError("give only one of --top-k and --concepts.")
+    indices = parse_int_list(images or "0,1,2", "--images")
+    explicit = parse_int_list(concepts, "--concepts") if concepts is not None else None
+    target, model, data = _prepare(run, dataset, data_root, None, device, split)
+    batch, labels = _images(data, indices, split)
+    relevance, predicted = image_relevance(model, batch.to(model_device(model)))
+    relevance, predicted = relevance.cpu(), predicted.cpu()
+    if explicit is None:
+        top_k = top_k or 3
+    table = torch.tensor(select_concepts(relevance, top_k=top_k, concepts=explicit))
+    heat = concept_heatmaps(model, batch, table).cpu()
+    classes = _class_names(data, model)
+    titles = [
+        f"{split} image {i}: true {classes[y]}, g predicts {classes[int(p)]}"
+        for i, y, p in zip(indices, labels, predicted, strict=True)
+    ]
+    out_dir = Path(out) if out else target.out_dir / "heatmaps"
+    paths = save_heatmap_figures(batch, heat, table, out_dir, indices, relevance, titles)
+    for index, row, path in zip(indices, table.tolist(), paths, strict=True):
+        typer.echo(f"image {index}: concepts {', '.join(map(str, row))} -> {path}")
+    typer.echo(f"raw maps: {out_dir / 'heatmaps.npz'}")
+
+
+@app.command("logs")
+def logs_cmd(
+    run: Annotated[str, typer.Argument(help="Any run directory with a metrics.jsonl.")],
+) -> None:
+    """Plot a run's training curves (losses, metrics, learning rate) into RUN/figures/.
+
+    Example: viscoin logs runs/shapes-viscoin
+    """
+    from viscoin.report.logs import plot_run_logs
+
+    for path in plot_run_logs(run):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("report")
+def report_cmd(
+    run: TargetArg,
+    max_concepts: Annotated[
+        int, typer.Option("--max-concepts", help="Concept cards to include (most important first).")
+    ] = 16,
+    images: Annotated[
+        int, typer.Option("--images", help="Top-activating images shown per concept.")
+    ] = 6,
+    split: SplitOpt = "test",
+    force: Annotated[bool, typer.Option("--force", help="Recompute the analytics.")] = False,
+    batch_size: BatchOpt = None,
+    max_images: Annotated[
+        int | None, typer.Option("--max-images", help="Analyse only the first N images.")
+    ] = None,
+    device: DeviceOpt = None,
+    dataset: DatasetOpt = None,
+    data_root: DataRootOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: the run directory).")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """One self-contained HTML concept atlas: RUN/report.html.
+
+    Example: viscoin report runs/shapes-viscoin --max-concepts 24
+    """
+    import json
+
+    from viscoin.interpret.target import target_analytics
+    from viscoin.models.viscoin import file_sha256
+    from viscoin.report.html import build_report
+    from viscoin.utils.runs import read_metrics
+
+    if max_concepts < 1 or images < 1:
+        raise UserError("--max-concepts and --images must be at least 1.")
+    target, model, data = _prepare(run, dataset, data_root, out, device, split)
+    analytics, _ = target_analytics(
+        target, model, data, split, batch_size, max_images, force, progress=not quiet
+    )
+    metrics = records = None
+    if target.run is not None:
+        metrics_file = target.run.path / "metrics.json"
+        if metrics_file.is_file():
+            try:
+                metrics = json.loads(metrics_file.read_text())
+            except json.JSONDecodeError:
+                typer.echo(f"warning: {metrics_file} is not valid JSON; left out", err=True)
+        if target.run.metrics.is_file():
+            records = read_metrics(target.run.metrics)
+    data_cfg = target.cfg.data
+    info = [
+        ("run", str(target.run.path if target.run else target.model_file)),
+        ("dataset", f"{data_cfg.name} · {split} split · {data_cfg.resolution} px"),
+        ("model file", f"{target.model_file} (SHA-256 {file_sha256(target.model_file)[:12]}…)"),
+    ]
+    path = build_report(
+        model,
+        data,
+        analytics,
+        target.out_dir / "report.html",
+        title=f"VisCoIN concept atlas — {target.name}",
+        info=info,
+        metrics=metrics,
+        records=records,
+        max_concepts=max_concepts,
+        n_images=images,
+        progress=not quiet,
+    )
+    shown = min(max_concepts, len(analytics.alive))
+    typer.echo(f"wrote {path} ({shown} concept cards, {path.stat().st_size / 2**20:.1f} MiB)")

@@ -1,0 +1,125 @@
+"""The interpretation commands on a really trained tiny run: classifier and VisCoIN trained through
+the CLI on the built-in ``shapes`` dataset with a tiny random StyleGAN2 generator.
+
+Skipped until the StyleGAN2 implementation and the dataset registry are installed with the package.
+"""
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import run_cli
+
+stylegan2 = pytest.importorskip("viscoin.models.stylegan2")
+pytest.importorskip("viscoin.data")
+
+pytestmark = pytest.mark.slow
+
+DATA = [
+    "--config", "shapes", "--set", "data.resolution=32", "--set", "data.options.n_train=64",
+    "--set", "data.options.n_test=32", "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    torch.manual_seed(0)
+    generator = stylegan2.Generator(
+        z_dim=16,
+        c_dim=0,
+        w_dim=16,
+        img_resolution=32,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 1},
+        channel_base=256,
+        channel_max=16,
+    )
+    stylegan2.save_generator(generator, root / "G.safetensors")
+    run_cli(
+        "train", "classifier", *DATA, "--set", "classifier.epochs=1",
+        "--set", "classifier.arch=resnet18", "--runs-dir", str(root), "--name", "f", "--quiet",
+        check=True,
+    )  # fmt: skip
+    run_cli(
+        "train", "viscoin", *DATA, "--classifier", str(root / "f"),
+        "--generator", str(root / "G.safetensors"),
+        "--set", "viscoin.iterations=3", "--set", "viscoin.n_concepts=8",
+        "--set", "viscoin.channels=16", "--set", "viscoin.real_batch=4",
+        "--set", "viscoin.fake_batch=4", "--set", "viscoin.eval_every=0",
+        "--set", "viscoin.lpips=none", "--runs-dir", str(root), "--name", "v", "--quiet",
+        check=True,
+    )  # fmt: skip
+    run = root / "v"
+    assert (run / "checkpoints" / "viscoin.safetensors").is_file()
+    return run
+
+
+def _error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_concepts_and_cache(trained_run):
+    proc = run_cli("concepts", str(trained_run), "--quiet", check=True)
+    assert "32 test images, 8 concepts" in proc.stdout
+    summary = json.loads((trained_run / "concepts.json").read_text())
+    assert summary["n_images"] == 32 and len(summary["mean_activation"]) == 8
+    assert (trained_run / "figures" / "concept-activation.png").is_file()
+    again = run_cli("concepts", str(trained_run), "--quiet", check=True)
+    assert "from cache" in again.stdout
+    forced = run_cli("concepts", str(trained_run), "--quiet", "--force", check=True)
+    assert "from cache" not in forced.stdout
+
+
+def test_amplify_and_heatmaps(trained_run):
+    run_cli("amplify", str(trained_run), "--top-k", "2", "--images", "0,5", check=True)
+    assert Image.open(trained_run / "amplify" / "amplify-5.png").format == "PNG"
+    run_cli(
+        "amplify", str(trained_run), "--threshold", "0.1", "--images", "1", "--mode", "together",
+        check=True,
+    )  # fmt: skip
+    run_cli("heatmaps", str(trained_run), "--images", "0,1", "--concepts", "0,3", check=True)
+    with np.load(trained_run / "heatmaps" / "heatmaps.npz") as saved:
+        assert saved["heatmaps"].shape == (2, 2, 32, 32)
+    assert "concept index 8 is out of range" in _error_line(
+        run_cli("amplify", str(trained_run), "--concepts", "1,8")
+    )
+    assert "image index 32 is out of range" in _error_line(
+        run_cli("heatmaps", str(trained_run), "--images", "32")
+    )
+
+
+def test_logs_and_report(trained_run):
+    proc = run_cli("logs", str(trained_run), check=True)
+    assert "curves-losses.png" in proc.stdout
+    run_cli(
+        "report", str(trained_run), "--max-concepts", "4", "--images", "3", "--quiet", check=True
+    )
+    page = (trained_run / "report.html").read_text()
+    analytics = json.loads((trained_run / "concepts.json").read_text())
+    alive = analytics["n_concepts"] - len(analytics["dead"])
+    assert page.count('class="concept-card"') == min(4, alive)
+    for src in re.findall(r'<img [^>]*src="([^"]+)"', page):
+        assert src.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+
+
+def test_exported_bundle(trained_run, tmp_path):
+    bundle = tmp_path / "model.safetensors"
+    run_cli("export", str(trained_run), str(bundle), check=True)
+    assert "--dataset" in _error_line(run_cli("concepts", str(bundle)))
+    out = tmp_path / "outputs"
+    run_cli(
+        "concepts", str(bundle), "--dataset", "shapes", "--max-images", "16", "--out", str(out),
+        "--quiet", check=True,
+    )  # fmt: skip
+    assert json.loads((out / "concepts.json").read_text())["n_images"] == 16
