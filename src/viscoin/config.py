@@ -89,6 +89,7 @@ class GanConfig:
     mbstd_group_size: int = 4  # discriminator minibatch-std group (must divide the batch)
     augment: bool = False  # random x-flips and translations of D's inputs (real and fake)
     snapshot_every: int = 1000  # iterations between checkpoints / sample grids
+    max_minutes: float = 0.0  # stop (and save) after this much training time; 0: no limit
     log_every: int = 50
 
 

@@ -168,16 +168,27 @@ def run_demo(
     write_metrics(metrics, v_run.path)
 
     stage(5, "writing the HTML concept atlas")
-    report = write_demo_report(v_run.path, model, test_set, dev, quick)
+    report = write_demo_report(v_run.path, model, test_set, quick, progress)
     seconds = time.time() - start
     echo(f"done in {seconds:.0f}s")
     return DemoResult(out, report, metrics, seconds)
 
 
 def write_demo_report(
-    run_path: Path, model: Any, test_set: Any, device: torch.device, quick: bool
-) -> Path | None:
+    run_path: Path, model: Any, test_set: Any, quick: bool, progress: bool
+) -> Path:
     """The HTML atlas for the demo run (``run_path/report.html``)."""
-    from viscoin.report.html import write_report
+    from viscoin.interpret.target import resolve_target
+    from viscoin.report.html import write_run_report
 
-    return write_report(run_path, model, test_set, device=device, max_concepts=6 if quick else 12)
+    target = resolve_target(run_path)
+    path, _ = write_run_report(
+        target,
+        model,
+        test_set,
+        "test",
+        max_concepts=6 if quick else 12,
+        images=6,
+        progress=progress,
+    )
+    return path

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from viscoin.cli import app
-from viscoin.cli.common import ConfigOpt, DataRootOpt, DeviceOpt, SetOpt, open_viscoin_target
+from viscoin.cli.common import ConfigOpt, DataRootOpt, DeviceOpt, SetOpt
 
 
 @app.command("evaluate")
@@ -65,9 +65,13 @@ def evaluate_cmd(
 
     if fid not in ("auto", "on", "off"):
         raise UserError(f"--fid must be auto, on or off, not '{fid}'")
-    model_file, cfg, out_dir = open_viscoin_target(
-        target, config, overrides, out, dataset=dataset, data_root=data_root, device=device
-    )
+    from viscoin.config import apply_overrides, load_config
+    from viscoin.interpret.target import resolve_target
+
+    resolved = resolve_target(target, dataset=dataset, data_root=data_root, out=out)
+    cfg = load_config(config) if config else resolved.cfg
+    cfg = apply_overrides(cfg, [*(overrides or []), *([f"run.device={device}"] if device else [])])
+    model_file, out_dir = resolved.model_file, resolved.out_dir
     dev = resolve_device(cfg.run.device)
     model = load_viscoin(model_file, dev)
     test_set = build_dataset(cfg.data, "test", augment=False)

@@ -302,46 +302,21 @@ def report_cmd(
 
     Example: viscoin report runs/shapes-viscoin --max-concepts 24
     """
-    import json
-
-    from viscoin.interpret.target import target_analytics
-    from viscoin.models.viscoin import file_sha256
-    from viscoin.report.html import build_report
-    from viscoin.utils.runs import read_metrics
+    from viscoin.report.html import write_run_report
 
     if max_concepts < 1 or images < 1:
         raise UserError("--max-concepts and --images must be at least 1.")
     target, model, data = _prepare(run, dataset, data_root, out, device, split)
-    analytics, _ = target_analytics(
-        target, model, data, split, batch_size, max_images, force, progress=not quiet
-    )
-    metrics = records = None
-    if target.run is not None:
-        metrics_file = target.run.path / "metrics.json"
-        if metrics_file.is_file():
-            try:
-                metrics = json.loads(metrics_file.read_text())
-            except json.JSONDecodeError:
-                typer.echo(f"warning: {metrics_file} is not valid JSON; left out", err=True)
-        if target.run.metrics.is_file():
-            records = read_metrics(target.run.metrics)
-    data_cfg = target.cfg.data
-    info = [
-        ("run", str(target.run.path if target.run else target.model_file)),
-        ("dataset", f"{data_cfg.name} · {split} split · {data_cfg.resolution} px"),
-        ("model file", f"{target.model_file} (SHA-256 {file_sha256(target.model_file)[:12]}…)"),
-    ]
-    path = build_report(
+    path, analytics = write_run_report(
+        target,
         model,
         data,
-        analytics,
-        target.out_dir / "report.html",
-        title=f"VisCoIN concept atlas — {target.name}",
-        info=info,
-        metrics=metrics,
-        records=records,
+        split,
         max_concepts=max_concepts,
-        n_images=images,
+        images=images,
+        force=force,
+        batch_size=batch_size,
+        max_images=max_images,
         progress=not quiet,
     )
     shown = min(max_concepts, len(analytics.alive))

@@ -12,6 +12,7 @@ import base64
 import html
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,3 +433,61 @@ def build_report(
     out_path = Path(out_path)
     atomic_write_text(out_path, page)
     return out_path
+
+
+def write_run_report(
+    target: Any,
+    model: Viscoin,
+    data: Any,
+    split: str = "test",
+    max_concepts: int = 16,
+    images: int = 6,
+    force: bool = False,
+    batch_size: int | None = None,
+    max_images: int | None = None,
+    progress: bool = False,
+) -> tuple[Path, ConceptAnalytics]:
+    """The concept atlas of a resolved run or bundle (:class:`viscoin.interpret.target.Target`):
+    analytics (cached), the run's ``metrics.json`` and training log, written to
+    ``<out>/report.html``. Returns the page's path and the analytics it used."""
+    import json
+
+    from viscoin.interpret.target import target_analytics
+    from viscoin.models.viscoin import file_sha256
+    from viscoin.utils.runs import read_metrics
+
+    analytics, _ = target_analytics(
+        target, model, data, split, batch_size, max_images, force, progress=progress
+    )
+    metrics = records = None
+    if target.run is not None:
+        metrics_file = target.run.path / "metrics.json"
+        if metrics_file.is_file():
+            try:
+                metrics = json.loads(metrics_file.read_text())
+            except json.JSONDecodeError:
+                warnings.warn(
+                    f"{metrics_file} is not valid JSON; left out of the report", stacklevel=2
+                )
+        if target.run.metrics.is_file():
+            records = read_metrics(target.run.metrics)
+    data_cfg = target.cfg.data
+    info = [
+        ("run", str(target.run.path if target.run else target.model_file)),
+        ("dataset", f"{data_cfg.name} · {split} split · {data_cfg.resolution} px"),
+        ("model file", f"{target.model_file} (SHA-256 {file_sha256(target.model_file)[:12]}…)"),
+    ]
+    path = build_report(
+        model,
+        data,
+        analytics,
+        target.out_dir / "report.html",
+        title=f"VisCoIN concept atlas — {target.name}",
+        info=info,
+        metrics=metrics,
+        records=records,
+        max_concepts=max_concepts,
+        n_images=images,
+        progress=progress,
+    )
+    return path, analytics

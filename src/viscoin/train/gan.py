@@ -472,6 +472,9 @@ def _train(
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
                 save_snapshot(state, run, cfg, classes, grid)
+            if g.max_minutes and time.time() - t0 > 60 * g.max_minutes:
+                bar.write(f"time budget of {g.max_minutes} min reached at step {state.step}")
+                break
     save_snapshot(state, run, cfg, classes, grid)
     logger.close()
     return {
