@@ -145,9 +145,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
     *internal, version = state["python"]
     random.setstate((version, tuple(internal), state["python_gauss"]))
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"].numpy().astype("uint32"), state["numpy_pos"], 0, 0.0)
-    )
-    torch.set_rng_state(state["torch"])
+    # the state may have been loaded with map_location=cuda: RNG states live on the host
+    keys = state["numpy_keys"].cpu().numpy().astype("uint32")
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
