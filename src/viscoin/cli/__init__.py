@@ -29,7 +29,7 @@ app.add_typer(test_app, name="test")
 
 def _register() -> None:
     # Importing a command module registers its commands on the apps above.
-    from viscoin.cli import config_cmd, data, evaluate, gan, info, interpret, train  # noqa: F401
+    from viscoin.cli import config_cmd, data, demo, evaluate, gan, info, interpret, train  # noqa: F401
 
 
 _register()

@@ -58,7 +58,7 @@ def evaluate_cmd(
     from viscoin.data import build_dataset
     from viscoin.errors import UserError
     from viscoin.evaluate.fid import inception_features
-    from viscoin.evaluate.suite import EvalOptions, evaluate_model, write_metrics
+    from viscoin.evaluate.suite import EvalOptions, evaluate_model, headline, write_metrics
     from viscoin.models.viscoin import load_viscoin
     from viscoin.train.losses import build_lpips
     from viscoin.utils.device import resolve_device
@@ -100,21 +100,5 @@ def evaluate_cmd(
     metrics["model"] = str(model_file)
     metrics["dataset"] = cfg.data.name
     json_path, md_path = write_metrics(metrics, out_dir)
-    typer.echo(summary_line(metrics))
+    typer.echo(headline(metrics))
     typer.echo(f"wrote {json_path} and {md_path}")
-
-
-def summary_line(metrics: dict) -> str:
-    """acc_f, acc_g, fidelity, reconstruction and FF@0.1 vs random, on one line."""
-    parts = [
-        f"{k} {metrics[k]:.4f}"
-        for k in ("acc_f", "acc_g", "fidelity", "mse", "lpips", "fid")
-        if k in metrics
-    ]
-    ff = metrics.get("faithfulness", {})
-    if "median_ff_f@0.1" in ff:
-        parts.append(f"FF@0.1 {ff['median_ff_f@0.1']:.4f} (random {ff['median_random_f@0.1']:.4f})")
-    cons = metrics.get("consistency", {})
-    if cons.get("consistency_concepts"):
-        parts.append(f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}")
-    return ", ".join(parts)

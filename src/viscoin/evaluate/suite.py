@@ -202,3 +202,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         elif isinstance(value, (int, float, str, bool)) and value is not None:
             rows.append((name, value))
     return rows
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """acc_f, acc_g, fidelity, reconstruction and FF@0.1 vs random, on one line."""
+    parts = [
+        f"{k} {metrics[k]:.4f}"
+        for k in ("acc_f", "acc_g", "fidelity", "mse", "lpips", "fid")
+        if k in metrics
+    ]
+    ff = metrics.get("faithfulness", {})
+    if "median_ff_f@0.1" in ff:
+        parts.append(f"FF@0.1 {ff['median_ff_f@0.1']:.4f} (random {ff['median_random_f@0.1']:.4f})")
+    cons = metrics.get("consistency", {})
+    if cons.get("consistency_concepts"):
+        parts.append(f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}")
+    return ", ".join(parts)

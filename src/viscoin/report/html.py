@@ -179,10 +179,11 @@ h2 { font-size: 20px; margin: 36px 0 12px; padding-bottom: 6px; border-bottom: 2
 h3 { font-size: 17px; margin: 0; }
 h4 { font-size: 14px; font-weight: 600; color: var(--muted); margin: 16px 0 6px; }
 .columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 20px; }
-.panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 18px; }
+.panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 18px;
+         min-width: 0; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 500; width: 45%; }
+th { color: var(--muted); font-weight: 500; width: 45%; overflow-wrap: anywhere; }
 td.num { font-variant-numeric: tabular-nums; text-align: right; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 18px; }
 .figures figure { margin: 0; background: var(--card); border: 1px solid var(--line);
@@ -207,6 +208,7 @@ nav.toc a { text-decoration: none; color: var(--accent); border: 1px solid var(-
                    overflow-wrap: anywhere; }
 .pixelated img { image-rendering: pixelated; }
 .classes td.bar { width: 40%; }
+.classes th { width: auto; }
 .bar span { display: block; height: 10px; background: var(--accent); border-radius: 5px; }
 .empty { color: var(--muted); font-style: italic; }
 footer { text-align: center; color: var(--muted); font-size: 13px; padding: 20px; }
@@ -410,7 +412,12 @@ def build_report(
     ]
     tables: dict[str, dict[str, float]] = {}
     if metrics:
-        tables["evaluation (metrics.json)"] = flatten_numbers(metrics)
+        tables["evaluation (metrics.json)"] = {
+            # the headline numbers; per-concept and per-value details stay in metrics.json
+            k: v
+            for k, v in flatten_numbers(metrics).items()
+            if ".per_concept." not in k and ".values." not in k
+        }
     curves: list[tuple[str, bytes]] = []
     if records:
         last = last_record(records, "test")

@@ -1,0 +1,30 @@
+"""`viscoin demo --quick` end to end, as a newcomer runs it."""
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--quick", "--out", str(out), "--device", "cpu", "-q", check=True)
+    assert "[5/5] writing the HTML concept atlas" in proc.stdout
+    assert f"report: {out / 'viscoin' / 'report.html'}" in proc.stdout
+    report = (out / "viscoin" / "report.html").read_text()
+    assert report.count('class="concept-card"') >= 1
+    metrics = json.loads((out / "viscoin" / "metrics.json").read_text())
+    for key in (
+        "acc_f",
+        "acc_g",
+        "fidelity",
+        "mse",
+        "faithfulness",
+        "consistency",
+        "attribute_alignment",
+    ):
+        assert key in metrics
+    assert (out / "classifier" / "checkpoints" / "best.safetensors").is_file()
+    assert (out / "viscoin" / "checkpoints" / "viscoin.safetensors").is_file()
+    # a second run into the same folder is refused instead of mixing results
+    again = run_cli("demo", "--quick", "--out", str(out), "--device", "cpu", "-q")
+    assert again.returncode == 2 and "already exists" in again.stderr
