@@ -105,11 +105,24 @@ class EventMarks:
         return out
 
 
-def count_flops(run, real, z) -> float:
+def count_flops(run, G, real, z) -> float:
+    """Floating-point operations of one step (multiply-add = 2).
+
+    The fused modulated convolution is a grouped convolution with one group per image, which
+    torch's flop counter charges as if every group saw every image's channels (B times too
+    much); the unfused path does the same arithmetic with plain convolutions, so it is counted.
+    """
+    import functools
+
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        run(real, z, lambda name: None)
+    synthesis_forward = G.synthesis.forward
+    G.synthesis.forward = functools.partial(synthesis_forward, fused_modconv=False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            run(real, z, lambda name: None)
+    finally:
+        G.synthesis.forward = synthesis_forward
     return float(counter.get_total_flops())
 
 
@@ -128,7 +141,7 @@ def bench(args, batch: int, amp: str, channel_base: int, device: torch.device) -
     real = torch.rand(batch, 3, res, res, device=device) * 2 - 1
     z = torch.randn(batch, G.z_dim, device=device)
     marks = EventMarks(device)
-    flops = count_flops(run, real, z)
+    flops = count_flops(run, G, real, z)
     for _ in range(args.warmup):
         run(real, z, lambda name: None)
     if device.type == "cuda":

@@ -125,6 +125,7 @@ def test_attribute_alignment_finds_the_detecting_concept():
     assert result["crest"]["values"] == {"1": {"auc": 1.0, "concept": 0}}
     assert result["crest"]["class_defining"] is False
     assert result["colour"]["auc"] < 1.0  # colours 0 and 2 have no dedicated concept
+    assert result["colour"]["best_auc"] == 1.0 and result["colour"]["min_auc"] < 0.8
 
 
 # ---------------------------------------------------------------- Fréchet distance

@@ -11,54 +11,11 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.conftest import run_cli
 
-stylegan2 = pytest.importorskip("viscoin.models.stylegan2")
-pytest.importorskip("viscoin.data")
-
 pytestmark = pytest.mark.slow
-
-DATA = [
-    "--config", "shapes", "--set", "data.resolution=32", "--set", "data.options.n_train=64",
-    "--set", "data.options.n_test=32", "--device", "cpu",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    torch.manual_seed(0)
-    generator = stylegan2.Generator(
-        z_dim=16,
-        c_dim=0,
-        w_dim=16,
-        img_resolution=32,
-        img_channels=3,
-        mapping_kwargs={"num_layers": 1},
-        channel_base=256,
-        channel_max=16,
-    )
-    stylegan2.save_generator(generator, root / "G.safetensors")
-    run_cli(
-        "train", "classifier", *DATA, "--set", "classifier.epochs=1",
-        "--set", "classifier.arch=resnet18", "--runs-dir", str(root), "--name", "f", "--quiet",
-        check=True,
-    )  # fmt: skip
-    run_cli(
-        "train", "viscoin", *DATA, "--classifier", str(root / "f"),
-        "--generator", str(root / "G.safetensors"),
-        "--set", "viscoin.iterations=3", "--set", "viscoin.n_concepts=8",
-        "--set", "viscoin.channels=16", "--set", "viscoin.real_batch=4",
-        "--set", "viscoin.fake_batch=4", "--set", "viscoin.eval_every=0",
-        "--set", "viscoin.lpips=none", "--runs-dir", str(root), "--name", "v", "--quiet",
-        check=True,
-    )  # fmt: skip
-    run = root / "v"
-    assert (run / "checkpoints" / "viscoin.safetensors").is_file()
-    return run
 
 
 def _error_line(proc) -> str:

@@ -35,7 +35,8 @@ def attribute_alignment(
     class_defining: Sequence[bool] | None = None,
 ) -> dict[str, dict]:
     """``activations`` (N, K), ``attributes`` (N, A) integer-coded → per attribute:
-    ``{"auc": mean best AUC over values, "values": {value: {"auc", "concept"}}, "class_defining"}``."""
+    ``{"auc": mean over values of the best AUC, "min_auc", "best_auc" (the best single concept for
+    any value), "values": {value: {"auc", "concept"}}, "class_defining"}``."""
     result = {}
     for a, name in enumerate(names):
         column = attributes[:, a]
@@ -51,9 +52,11 @@ def attribute_alignment(
             per_value[str(int(v))] = {"auc": float(aucs[best]), "concept": best}
         if not per_value:
             continue
+        aucs = [d["auc"] for d in per_value.values()]
         result[name] = {
-            "auc": float(np.mean([d["auc"] for d in per_value.values()])),
-            "min_auc": float(np.min([d["auc"] for d in per_value.values()])),
+            "auc": float(np.mean(aucs)),
+            "min_auc": float(np.min(aucs)),
+            "best_auc": float(np.max(aucs)),
             "values": per_value,
             "class_defining": bool(class_defining[a]) if class_defining is not None else None,
         }
