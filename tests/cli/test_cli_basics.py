@@ -10,7 +10,17 @@ from tests.conftest import run_cli
 
 def test_help_lists_commands():
     proc = run_cli("--help", check=True)
-    for command in ("info", "train", "test", "config"):
+    for command in (
+        "info",
+        "train",
+        "test",
+        "config",
+        "demo",
+        "evaluate",
+        "export",
+        "to-pickle",
+        "concept-heatmaps",
+    ):
         assert command in proc.stdout
 
 

@@ -321,3 +321,7 @@ def report_cmd(
     )
     shown = min(max_concepts, len(analytics.alive))
     typer.echo(f"wrote {path} ({shown} concept cards, {path.stat().st_size / 2**20:.1f} MiB)")
+
+
+# The original implementation's command name.
+app.command("concept-heatmaps", help="Same as 'viscoin heatmaps'.")(heatmaps_cmd)

@@ -271,3 +271,9 @@ def export_cmd(
     typer.echo(
         f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, parts {'embedded' if embed else 'referenced'})"
     )
+
+
+# The original implementation's command name; the output is safetensors, never a pickle.
+app.command("to-pickle", help="Same as 'viscoin export' (writes .safetensors: no pickles).")(
+    export_cmd
+)
