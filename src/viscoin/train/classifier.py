@@ -92,6 +92,7 @@ def train_classifier(
     optimizer = _optimizer(model, cfg)
     start_epoch, best_acc = 0, -1.0
     logger = MetricsLogger(run.metrics)
+    logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
     batch = min(c.batch_size, len(train_set))
     steps_per_epoch = len(train_set) // batch
     if resume:

@@ -202,6 +202,7 @@ class ViscoinTrainer:
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
         if resume:
             self.logger.truncate_after(self.step)
+        self.logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
 
     def _check_compatible(self, train_set: Dataset) -> None:
         res = self.cfg.data.resolution
