@@ -102,6 +102,7 @@ class ViscoinConfig:
     coarse: int = 2  # first W+ row fed by the concept maps Φ
     mid: int | None = None  # last W+ row fed by Φ; None: num_ws - 4
     translator_layers: int = 1
+    translator_lr_multiplier: float = 0.01  # StyleGAN's equalised-lr multiplier of Ω's layers
     dropout: float = 0.01
     # objective (METHOD.md §2)
     alpha: float = 0.5  # output fidelity

@@ -162,6 +162,7 @@ def run_demo(
         consistency_images=32 if quick else 120,
         fid=False,
         seed=cfg.run.seed,
+        progress=progress,
     )
     metrics = evaluate_model(model, test_set, dev, options)
     metrics["dataset"] = "shapes"

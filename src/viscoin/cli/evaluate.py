@@ -93,6 +93,7 @@ def evaluate_cmd(
         inception_weights=inception_weights,
         lpips=build_lpips(lpips_spec),
         seed=cfg.run.seed,
+        progress=True,
     )
     if options.lpips is not None:
         options.lpips.to(dev)

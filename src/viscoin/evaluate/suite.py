@@ -43,6 +43,7 @@ class EvalOptions:
     inception_weights: str | None = None
     lpips: torch.nn.Module | None = None
     seed: int = 0
+    progress: bool = False
 
 
 @torch.no_grad()
@@ -62,7 +63,11 @@ def evaluate_model(
     sums = {"acc_f": 0.0, "acc_g": 0.0, "fidelity": 0.0, "mse": 0.0, "l1": 0.0, "lpips": 0.0}
     activations, relevant = [], []
     count = 0
-    for images, labels in loader:
+    from tqdm import tqdm
+
+    for images, labels in tqdm(
+        loader, desc="evaluate", disable=not opt.progress, dynamic_ncols=True
+    ):
         images, labels = images.to(device), labels.to(device)
         out = model(images)
         recon = model.generator.synthesis(out.w_plus, noise_mode="const").float().clamp(-1, 1)

@@ -93,6 +93,7 @@ def build_core(
     mid: int | None = None,
     translator_layers: int = 1,
     dropout: float = 0.01,
+    translator_lr_multiplier: float = 0.01,
 ) -> ViscoinCore:
     """Fresh Ψ, Θ, Ω sized for ``classifier`` at ``resolution`` and for ``generator``'s W⁺ space;
     w̄ is copied from the generator's ``mapping.w_avg``."""
@@ -107,6 +108,7 @@ def build_core(
         coarse=coarse,
         mid=mid,
         layers=translator_layers,
+        lr_multiplier=translator_lr_multiplier,
         w_avg=generator.mapping.w_avg,
     )
     return ViscoinCore(extractor, head, translator)

@@ -182,6 +182,7 @@ class ViscoinTrainer:
             mid=v.mid,
             translator_layers=v.translator_layers,
             dropout=v.dropout,
+            translator_lr_multiplier=v.translator_lr_multiplier,
         ).to(device)
         self.opt_concepts = torch.optim.Adam(
             [*self.core.extractor.parameters(), *self.core.head.parameters()], lr=v.lr
