@@ -11,7 +11,28 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from viscoin.models.viscoin import Viscoin
+from viscoin.models.viscoin import Viscoin, ViscoinOutput
+
+
+def add_batch_sums(
+    totals: dict[str, float],
+    out: ViscoinOutput,
+    reconstruction: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lpips: nn.Module | None = None,
+) -> None:
+    """Add one batch's counts and per-image errors to ``totals`` (``acc_f``, ``acc_g``,
+    ``fidelity``, ``mse``, ``l1``, and ``lpips`` when given); divide by the image count at the end."""
+    f_pred, g_pred = out.f_logits.argmax(1), out.g_logits.argmax(1)
+    totals["acc_f"] += (f_pred == labels).sum().item()
+    totals["acc_g"] += (g_pred == labels).sum().item()
+    totals["fidelity"] += (f_pred == g_pred).sum().item()
+    diff = reconstruction - images
+    totals["mse"] += diff.square().mean(dim=(1, 2, 3)).sum().item()
+    totals["l1"] += diff.abs().mean(dim=(1, 2, 3)).sum().item()
+    if lpips is not None:
+        totals["lpips"] += lpips.model(reconstruction, images).sum().item()
 
 
 @torch.no_grad()
@@ -40,15 +61,7 @@ def evaluate_ensemble(
             out = model(images)
             recon = model.generator.synthesis(out.w_plus, noise_mode="const").float()
         n = images.shape[0]
-        f_pred, g_pred = out.f_logits.argmax(1), out.g_logits.argmax(1)
-        totals["acc_f"] += (f_pred == labels).sum().item()
-        totals["acc_g"] += (g_pred == labels).sum().item()
-        totals["fidelity"] += (f_pred == g_pred).sum().item()
-        diff = recon - images
-        totals["mse"] += diff.square().mean(dim=(1, 2, 3)).sum().item()
-        totals["l1"] += diff.abs().mean(dim=(1, 2, 3)).sum().item()
-        if lpips is not None:
-            totals["lpips"] += lpips.model(recon, images).sum().item()
+        add_batch_sums(totals, out, recon, images, labels, lpips)
         count += n
     model.train(was_training)
     if lpips is None:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from viscoin.evaluate.alignment import attribute_alignment
+from viscoin.evaluate.basic import add_batch_sums
 from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
 from viscoin.evaluate.faithfulness import faithfulness_scores, summarise_faithfulness
 from viscoin.evaluate.fid import (
@@ -71,15 +72,7 @@ def evaluate_model(
         images, labels = images.to(device), labels.to(device)
         out = model(images)
         recon = model.generator.synthesis(out.w_plus, noise_mode="const").float().clamp(-1, 1)
-        f_pred, g_pred = out.f_logits.argmax(1), out.g_logits.argmax(1)
-        sums["acc_f"] += (f_pred == labels).sum().item()
-        sums["acc_g"] += (g_pred == labels).sum().item()
-        sums["fidelity"] += (f_pred == g_pred).sum().item()
-        diff = recon - images
-        sums["mse"] += diff.square().mean(dim=(1, 2, 3)).sum().item()
-        sums["l1"] += diff.abs().mean(dim=(1, 2, 3)).sum().item()
-        if opt.lpips is not None:
-            sums["lpips"] += opt.lpips.model(recon, images).sum().item()
+        add_batch_sums(sums, out, recon, images, labels, opt.lpips)
         real_u8, fake_u8 = to_uint8(images), to_uint8(recon)
         stats["cls_real"].update(cls_features(real_u8))
         stats["cls_fake"].update(cls_features(fake_u8))
