@@ -23,6 +23,13 @@ RunsDirOpt = Annotated[
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 DataRootOpt = Annotated[str | None, typer.Option("--data-root", help="Dataset root folder.")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="Dataset name (overrides data.name, or a run's).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the run in --name from its last checkpoint.")
+]
 
 
 def build_config(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from viscoin.cli import app
-from viscoin.cli.common import DeviceOpt, SetOpt
+from viscoin.cli.common import DeviceOpt, QuietOpt, SetOpt
 
 
 @app.command("demo")
@@ -26,7 +26,7 @@ def demo_cmd(
         typer.Option("--generator", help="Another shapes generator (default: the shipped one)."),
     ] = None,
     overrides: SetOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Generate the shapes data, train a classifier and VisCoIN, evaluate, write the concept atlas.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from viscoin.cli import app
-from viscoin.cli.common import ConfigOpt, DataRootOpt, DeviceOpt, SetOpt
+from viscoin.cli.common import ConfigOpt, DataRootOpt, DatasetOpt, DeviceOpt, SetOpt
 
 
 @app.command("evaluate")
@@ -17,9 +17,7 @@ def evaluate_cmd(
     ],
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
-    ] = None,
+    dataset: DatasetOpt = None,
     data_root: DataRootOpt = None,
     device: DeviceOpt = None,
     out: Annotated[

@@ -12,8 +12,10 @@ from viscoin.cli import app, train_app
 from viscoin.cli.common import (
     ConfigOpt,
     DataRootOpt,
+    DatasetOpt,
     DeviceOpt,
     NameOpt,
+    ResumeOpt,
     RunsDirOpt,
     SeedOpt,
     SetOpt,
@@ -117,15 +119,11 @@ def sample_images(
 def train_gan_command(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
-    ] = None,
+    dataset: DatasetOpt = None,
     data_root: DataRootOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
-    ] = False,
+    resume: ResumeOpt = False,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from viscoin.cli import app
-from viscoin.cli.common import DataRootOpt, DeviceOpt
+from viscoin.cli.common import DataRootOpt, DatasetOpt, DeviceOpt, QuietOpt
 from viscoin.errors import UserError
 
 TargetArg = Annotated[
@@ -23,13 +23,8 @@ TargetArg = Annotated[
         "exported .safetensors bundle."
     ),
 ]
-DatasetOpt = Annotated[
-    str | None,
-    typer.Option("--dataset", help="Dataset name; needed for a bundle, overrides a run's."),
-]
 SplitOpt = Annotated[str, typer.Option("--split", help="Dataset split to look at.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 ImagesOpt = Annotated[
     str | None,
     typer.Option("--images", help="Comma-separated image indices of the split, e.g. 0,4,9."),

@@ -12,19 +12,17 @@ from viscoin.cli import app, test_app, train_app
 from viscoin.cli.common import (
     ConfigOpt,
     DataRootOpt,
+    DatasetOpt,
     DeviceOpt,
     NameOpt,
+    QuietOpt,
+    ResumeOpt,
     RunsDirOpt,
     SeedOpt,
     SetOpt,
     build_config,
 )
 from viscoin.errors import UserError
-
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue the run in --name from its last checkpoint.")
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 @train_app.command("classifier")
@@ -36,9 +34,7 @@ def train_classifier_cmd(
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     data_root: DataRootOpt = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
-    ] = None,
+    dataset: DatasetOpt = None,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Overrides classifier.epochs.")
     ] = None,
@@ -99,9 +95,7 @@ def test_classifier_cmd(
     overrides: SetOpt = None,
     device: DeviceOpt = None,
     data_root: DataRootOpt = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
-    ] = None,
+    dataset: DatasetOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for the results (default: the run directory)."),
@@ -176,9 +170,7 @@ def train_viscoin_cmd(
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     data_root: DataRootOpt = None,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset name (overrides data.name).")
-    ] = None,
+    dataset: DatasetOpt = None,
     iterations: Annotated[
         int | None, typer.Option("--iterations", help="Overrides viscoin.iterations.")
     ] = None,
