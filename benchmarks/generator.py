@@ -38,20 +38,36 @@ def build(resolution: int, channel_base: int, num_fp16_res: int, device: torch.d
 
 
 def images_per_second(
-    G: Generator, batch: int, precision: str, device: torch.device, warmup: int, iters: int
+    G: Generator, batch: int, variant: str, device: torch.device, warmup: int, iters: int
 ) -> float:
+    """``variant``: ``fp32`` | ``bf16`` (every block in bfloat16) | ``fp16`` (the network's own
+    float16 blocks), plus ``+cl`` (channels_last), ``+unfused`` (modulate the activations instead of
+    the weights), ``+compile`` (torch.compile of the whole generator call)."""
+    tokens = set(variant.split("+"))
     z = torch.randn(batch, G.z_dim, device=device)
     c = torch.zeros(batch, 0, device=device)
+    kwargs = {
+        "noise_mode": "const",
+        "force_fp32": "fp16" not in tokens,
+        "dtype": torch.bfloat16 if "bf16" in tokens else None,
+        "channels_last": True if "cl" in tokens else None,
+        "fused_modconv": False if "unfused" in tokens else None,
+    }
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
-        if precision == "bf16"
+        if "bf16" in tokens
         else contextlib.nullcontext()
     )
-    force_fp32 = precision != "fp16"
+
+    def generate() -> torch.Tensor:
+        with autocast:
+            return G.synthesis(G.mapping(z, c), **kwargs)
+
+    run = torch.compile(generate) if "compile" in tokens else generate
 
     def step() -> None:
-        with torch.no_grad(), autocast:
-            G(z, c, noise_mode="const", force_fp32=force_fp32)
+        with torch.no_grad():
+            run()
 
     for _ in range(warmup):
         step()
@@ -73,6 +89,13 @@ def main() -> None:
     parser.add_argument("--num-fp16-res", type=int, default=4)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--channel-base", type=int, nargs="+", default=[16384, 32768])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32", "bf16", "bf16+cl", "fp16"],
+        help="see images_per_second",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.resolution, args.batch, args.iters = 32, 4, 3
@@ -86,18 +109,18 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"StyleGAN2 generator, {args.resolution} px, batch {args.batch}, {name}")
-    print(f"{'channel_base':>12}  {'precision':<10} {'images/s':>10}")
+    print(f"{'channel_base':>12}  {'variant':<18} {'images/s':>10}")
     warmup = 1 if args.tiny else 5
-    for channel_base in (16384, 32768):
+    for channel_base in args.channel_base:
         G = build(args.resolution, channel_base, 0, device)
         G16 = build(args.resolution, channel_base, args.num_fp16_res, device)
-        rows = [("fp32", G), ("bf16", G), ("fp16", G16)]
-        for precision, model in rows:
-            if precision == "fp16" and (device.type != "cuda" or args.num_fp16_res == 0):
-                print(f"{channel_base:>12}  {precision:<10} {'n/a (CUDA only)':>10}")
+        for variant in args.variants:
+            model = G16 if "fp16" in variant else G
+            if "fp16" in variant and (device.type != "cuda" or args.num_fp16_res == 0):
+                print(f"{channel_base:>12}  {variant:<18} {'n/a (CUDA only)':>10}")
                 continue
-            ips = images_per_second(model, args.batch, precision, device, warmup, args.iters)
-            print(f"{channel_base:>12}  {precision:<10} {ips:>10.1f}")
+            ips = images_per_second(model, args.batch, variant, device, warmup, args.iters)
+            print(f"{channel_base:>12}  {variant:<18} {ips:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":

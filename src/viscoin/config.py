@@ -108,6 +108,8 @@ class ViscoinConfig:
     alpha: float = 0.5  # output fidelity
     beta: float = 3.0  # LPIPS
     gamma: float = 0.1  # classifier CE on reconstructions
+    gamma_start: int = 0  # iterations before the classifier term on reconstructions switches on
+    gamma_early: float = 0.0  # its weight before then (fitting the reconstruction first)
     delta: float = 0.2  # sparsity
     lpips: str = "vgg"  # vgg | none | path to local LPIPS/VGG weights
     # optimisation
@@ -120,8 +122,10 @@ class ViscoinConfig:
     decay_every: int = 1000
     decay_factor: float = 0.8
     grad_accum: int = 1
-    amp: str = "none"  # none | bf16
-    compile: bool = False
+    amp: str = "none"  # none | bf16 (autocast, synthesis network in bf16)
+    channels_last: bool = False  # NHWC memory format for f, G's synthesis and LPIPS
+    compile: bool = False  # torch.compile the step's sampling and losses (CUDA only)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     eval_every: int = 1000
     eval_batches: int = 0  # 0: the whole test split
     checkpoint_every: int = 5000

@@ -39,6 +39,21 @@ def test_head_is_linear_in_maxpooled_maps():
     assert torch.allclose(logits, activations @ head.linear.weight.T + head.linear.bias)
 
 
+def test_head_gradient_is_finite_compiled_in_bf16():
+    """The max-pool's gradient survives torch.compile + bf16 + dropout (an amax-based head gave
+    NaN there: its backward re-found the maximum by comparing recomputed values)."""
+    head = ConceptHead(8, 5, dropout=0.01).train()
+
+    def loss(maps):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return head(maps)[0].float().square().mean()
+
+    maps = torch.rand(4, 8, 3, 3, requires_grad=True)
+    torch.compile(loss)(maps).backward()
+    assert torch.isfinite(maps.grad).all()
+    assert (maps.grad != 0).flatten(2).sum(-1).max() == 1  # one pixel per map gets the gradient
+
+
 def test_translator_routing_and_w_avg():
     k, num_ws, w_dim = 4, 8, 16
     w_avg = torch.randn(w_dim)

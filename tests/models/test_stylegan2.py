@@ -124,6 +124,23 @@ def test_generator_matches_reference_transcription(c_dim, psi):
     close(G(z, c, truncation_psi=psi, noise_mode="const"), expected)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_synthesis_compute_dtype_and_memory_format(fused):
+    """bf16 / channels_last are speed options: the image stays float32 and close to the default."""
+    G = tiny_generator(conv_clamp=256)
+    ws = G.mapping(torch.randn(3, 12), None)
+    ws.requires_grad_(True)
+    expected = G.synthesis(ws, fused_modconv=fused)
+    nhwc = G.synthesis(ws, fused_modconv=fused, channels_last=True)
+    close(nhwc, expected)
+    low = G.synthesis(ws, fused_modconv=fused, dtype=torch.bfloat16, channels_last=True)
+    assert low.dtype == torch.float32 and low.shape == expected.shape
+    assert (low - expected).abs().max() < 0.05 * expected.abs().max()
+    (grad,) = torch.autograd.grad(low.square().sum(), ws)  # gradients reach W+ in bf16 too
+    (grad32,) = torch.autograd.grad(expected.square().sum(), ws)
+    assert torch.nn.functional.cosine_similarity(grad.flatten(), grad32.flatten(), dim=0) > 0.99
+
+
 def test_fp16_blocks_compute_in_float32_on_cpu():
     G16 = tiny_generator(num_fp16_res=2, conv_clamp=256)
     G32 = tiny_generator(conv_clamp=256)

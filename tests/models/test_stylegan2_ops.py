@@ -209,3 +209,26 @@ def test_mapping_updates_w_avg_only_when_asked():
     assert torch.equal(net.w_avg, torch.zeros(4))
     w = net(z, None, update_emas=True)[:, 0]
     close(net.w_avg, 0.1 * w.mean(0))
+
+
+@pytest.mark.parametrize(
+    "up, down, padding, flip",
+    [
+        (1, 1, (1, 2, 1, 2), False),
+        (2, 1, (2, 1, 2, 1), False),
+        (1, 2, (1, 1, 1, 1), True),
+        (2, 2, (0, -1, 1, 0), False),
+        (1, 1, (-1, 2, 0, 1), True),
+    ],
+)
+def test_upfirdn2d_pointwise_matches_convolution_form(up, down, padding, flip):
+    """The form used under torch.compile computes what the convolution form computes."""
+    x = torch.randn(2, 5, 9, 7, dtype=torch.float64)
+    f = (
+        ops.setup_filter([1, 3, 3, 1]).double()
+        * torch.tensor([[1.0], [2.0], [0.5], [1.5]]).double()
+    )
+    expected = ops.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=3.0)
+    got = ops.upfirdn2d_pointwise(x, f * 3.0, up, down, padding, flip)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected)

@@ -38,6 +38,24 @@ def test_loss_goes_down(tmp_path, parts):
     assert {"acc_f", "acc_g", "fidelity", "mse", "l1"} <= set(tests[-1])
 
 
+def test_speed_options_give_the_same_losses(tmp_path, parts):
+    """bf16 + channels_last change how the step is computed, not what: the first steps' losses
+    match float32 to bf16 precision, and the gamma schedule switches the classifier term on."""
+    records = {}
+    for name, options in (
+        ("fp32", {}),
+        ("bf16", {"amp": "bf16", "channels_last": True}),
+    ):
+        cfg = tiny_config(tmp_path, iterations=3, dropout=0.0, gamma_start=2, **options)
+        trainer = _trainer(cfg, name, parts, n=8)
+        trainer.fit(progress=False)
+        records[name] = [r for r in read_metrics(trainer.run.metrics) if r["split"] == "train"]
+    for a, b in zip(records["fp32"], records["bf16"], strict=True):
+        for key in ("total", "mse", "of", "ce_rec"):
+            assert b[key] == pytest.approx(a[key], rel=0.03, abs=1e-3), key
+    assert [r["ce_rec"] == 0 for r in records["fp32"]] == [True, True, False]
+
+
 def test_resume_is_bit_exact(tmp_path, parts):
     cfg = tiny_config(tmp_path, iterations=6)
     straight = _trainer(cfg, "straight", parts)

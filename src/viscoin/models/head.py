@@ -25,8 +25,13 @@ class ConceptHead(nn.Module):
 
     @staticmethod
     def activations(concept_maps: torch.Tensor) -> torch.Tensor:
-        """a(x): max over each 3×3 concept map, (B, K, 3, 3) → (B, K)."""
-        return concept_maps.amax(dim=(-2, -1))
+        """a(x): max over each 3×3 concept map, (B, K, 3, 3) → (B, K).
+
+        ``max`` routes the gradient through the index it found. (``amax``'s backward finds the
+        maximum again by comparing values; compiled in bf16 after dropout, the recomputed values
+        matched none, and the gradient was 0/0.)
+        """
+        return concept_maps.flatten(2).max(dim=-1).values
 
     def forward(self, concept_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         activations = self.activations(self.dropout(concept_maps))

@@ -36,6 +36,7 @@ from viscoin.train.losses import (
     w_regularisation,
 )
 from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
+from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers
 from viscoin.utils.checkpoint import (
     load_checkpoint,
     load_state,
@@ -64,13 +65,18 @@ def viscoin_losses(
     generator: nn.Module,
     weights: LossWeights,
     lpips: nn.Module | None = None,
-    warm: bool = True,
+    warm: bool | float | torch.Tensor = True,
     mark: Callable[[str], None] | None = None,
+    gamma: float | torch.Tensor | None = None,
+    synthesis_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms for one batch (B, 3, R, R) in [−1, 1]; ``total`` is their sum.
 
     ``warm``: whether L_of and L_spar are on (they switch on after the warm-up iterations).
     ``mark(name)`` is called after each part of the computation (used by the benchmark's timers).
+    ``gamma`` overrides ``weights.gamma`` (the classifier term's schedule). ``warm`` and ``gamma``
+    may be 0-d tensors (one compiled graph for every value). ``synthesis_kwargs`` go to
+    ``generator.synthesis`` (compute dtype, memory format, modulated-conv path).
     """
     mark = mark or (lambda name: None)
     with torch.no_grad():
@@ -78,7 +84,7 @@ def viscoin_losses(
     mark("classifier")
     g_logits, concept_maps, _support, activations, w_plus = core(maps)
     mark("extractor+head+translator")
-    reconstruction = generator.synthesis(w_plus, noise_mode="const")
+    reconstruction = generator.synthesis(w_plus, noise_mode="const", **(synthesis_kwargs or {}))
     mark("synthesis")
     # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
     f_rec_logits = classifier(reconstruction)
@@ -87,7 +93,8 @@ def viscoin_losses(
     terms = {
         "mse": mse,
         "l1": l1,
-        "ce_rec": weights.gamma * soft_cross_entropy(f_rec_logits, f_logits),
+        "ce_rec": (weights.gamma if gamma is None else gamma)
+        * soft_cross_entropy(f_rec_logits, f_logits),
         "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
         "w_reg": w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
     }
@@ -96,7 +103,7 @@ def viscoin_losses(
         mark("lpips")
     # Before the warm-up ends these two terms are multiplied by 0 rather than left out, so every
     # parameter takes part in every step (DistributedDataParallel requires it).
-    on = 1.0 if warm else 0.0
+    on = warm if isinstance(warm, torch.Tensor) else float(warm)
     terms["of"] = on * output_fidelity_loss(g_logits, f_logits, weights.alpha)
     terms["sparsity"] = on * sparsity_loss(activations.float(), concept_maps.float(), weights.delta)
     terms["total"] = sum(terms.values())
@@ -107,6 +114,12 @@ def viscoin_losses(
 def _unwrap(module: nn.Module) -> nn.Module:
     module = getattr(module, "_orig_mod", module)  # torch.compile
     return getattr(module, "module", module)  # DistributedDataParallel
+
+
+def gamma_at(step: int, v: Any) -> float:
+    """Weight of the classifier term on reconstructions at ``step``: ``gamma_early`` for the first
+    ``gamma_start`` iterations (letting Ω fit the images first), ``gamma`` afterwards."""
+    return v.gamma if step >= v.gamma_start else v.gamma_early
 
 
 def learning_rate(step: int, cfg: Config) -> float:
@@ -184,10 +197,7 @@ class ViscoinTrainer:
             dropout=v.dropout,
             translator_lr_multiplier=v.translator_lr_multiplier,
         ).to(device)
-        self.opt_concepts = torch.optim.Adam(
-            [*self.core.extractor.parameters(), *self.core.head.parameters()], lr=v.lr
-        )
-        self.opt_translator = torch.optim.Adam(self.core.translator.parameters(), lr=v.lr)
+        self.opt_concepts, self.opt_translator = make_optimizers(self.core, v.lr, device)
         self.step = 0
         self.elapsed = 0.0
         if resume:
@@ -198,8 +208,20 @@ class ViscoinTrainer:
             self.forward_core = nn.parallel.DistributedDataParallel(
                 self.core, device_ids=[device.index] if device.type == "cuda" else None
             )
-        if v.compile and device.type == "cuda":
-            self.forward_core = torch.compile(self.forward_core)
+        speed = SpeedOptions(
+            amp=v.amp,
+            channels_last=v.channels_last,
+            compile=v.compile_mode if v.compile and device.type == "cuda" else "none",
+        )
+        self.compute = StepCompute(
+            self.classifier,
+            self.forward_core,
+            self.generator,
+            self.lpips,
+            self.weights,
+            speed,
+            device,
+        )
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
         if resume:
             self.logger.truncate_after(self.step)
@@ -291,9 +313,11 @@ class ViscoinTrainer:
             ] = 1
         share = v.fake_batch // self.dist.world
         sl = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
-        z, c = z[sl].to(self.device), c[sl].to(self.device)
-        ws = G.mapping(z, c)
-        return G.synthesis(ws, noise_mode="const").clamp(-1, 1)
+        pin = self.device.type == "cuda"
+        z, c = (t[sl].pin_memory() if pin else t[sl] for t in (z, c))
+        return self.compute.sample(
+            z.to(self.device, non_blocking=True), c.to(self.device, non_blocking=True)
+        )
 
     # -- loop ----------------------------------------------------------------------------------
 
@@ -305,7 +329,6 @@ class ViscoinTrainer:
                 group["lr"] = lr
         fake = self._fake_batch(step)
         self.core.train()
-        amp = v.amp == "bf16"
         sums: dict[str, torch.Tensor] = {}
         real_chunks, fake_chunks = real.chunk(v.grad_accum), fake.chunk(v.grad_accum)
         for i, (r, f) in enumerate(zip(real_chunks, fake_chunks, strict=True)):
@@ -316,16 +339,8 @@ class ViscoinTrainer:
                 if self.dist.enabled and not last and hasattr(self.forward_core, "no_sync")
                 else contextlib.nullcontext()
             )
-            with sync, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                terms = viscoin_losses(
-                    images,
-                    self.classifier,
-                    self.forward_core,
-                    self.generator,
-                    self.weights,
-                    self.lpips,
-                    warm=step >= v.warmup,
-                )
+            with sync:
+                terms = self.compute.losses(images, step >= v.warmup, gamma_at(step, v))
                 (terms["total"] / v.grad_accum).backward()
             for k, t in terms.items():
                 sums[k] = sums.get(k, 0) + t.detach() / v.grad_accum

@@ -74,6 +74,8 @@ def upfirdn2d(
     fh, fw = f.shape
     channels = x.shape[1]
     f = f * gain
+    if torch.compiler.is_compiling():
+        return upfirdn2d_pointwise(x, f, up, down, (px0, px1, py0, py1), flip_filter)
 
     if up > 1:
         # Zero insertion followed by a convolution is exactly a transposed convolution with stride
@@ -89,6 +91,43 @@ def upfirdn2d(
     kernel = f if flip_filter else f.flip([0, 1])
     x = F.pad(x, [px0, px1, py0, py1])
     return F.conv2d(x, _depthwise(kernel, channels, x.dtype), stride=down, groups=channels)
+
+
+def upfirdn2d_pointwise(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int,
+    down: int,
+    padding: tuple[int, int, int, int],
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """:func:`upfirdn2d` as a weighted sum of shifted views (``f`` already scaled by the gain).
+
+    The same numbers as the depthwise-convolution form, written as element-wise arithmetic that
+    ``torch.compile`` fuses into one memory-bound kernel (cuDNN's depthwise convolutions on large
+    activations, and their backward, are slow). Used when compiling; eager mode keeps the convolutions.
+    """
+    px0, px1, py0, py1 = padding
+    fh, fw = f.shape
+    batch, channels, height, width = x.shape
+    if up > 1:  # zero insertion: each pixel followed by up - 1 zeros in both directions
+        x = x.reshape(batch, channels, height, 1, width, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(batch, channels, height * up, width * up)
+    x = F.pad(x, [px0, px1, py0, py1])
+    kernel = f if flip_filter else f.flip([0, 1])  # a true convolution correlates with flip(f)
+    kernel = kernel.to(x.dtype)
+    out_h = (x.shape[2] - fh) // down + 1
+    out_w = (x.shape[3] - fw) // down + 1
+    out = None
+    for i in range(fh):
+        for j in range(fw):
+            view = x[
+                :, :, i : i + down * (out_h - 1) + 1 : down, j : j + down * (out_w - 1) + 1 : down
+            ]
+            term = view * kernel[i, j]
+            out = term if out is None else out + term
+    return out
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -307,12 +346,17 @@ def modulated_conv2d(
 
     w = None
     dcoefs = None
-    if demodulate or fused_modconv:
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # (B, O, I, kh, kw)
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, O)
     if demodulate and fused_modconv:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # (B, O)
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+    elif demodulate:
+        # Σ_ik (s_i w_oik)² = Σ_i s_i² Σ_k w_oik²: a (B, I) @ (I, O) product instead of building
+        # the (B, O, I, kh, kw) kernels, which the unfused path never needs otherwise.
+        with torch.autocast(x.device.type, enabled=False):  # kept in float32 under autocast
+            sq = weight.float().square().sum(dim=[2, 3])  # (O, I)
+            dcoefs = (styles.float().square() @ sq.t() + 1e-8).rsqrt()  # (B, O)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)

@@ -133,25 +133,29 @@ class SynthesisBlock(nn.Module):
         force_fp32: bool = False,
         fused_modconv: bool | None = None,
         noise_mode: str = "random",
+        dtype: torch.dtype | None = None,
+        channels_last: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, in_channels, R/2, R/2) or None (first block); img: (B, C, R/2, R/2) or None;
         ws: (B, num_conv + num_torgb, w_dim). Returns x (B, out_channels, R, R) and img (B, C, R, R).
+
+        ``dtype`` / ``channels_last`` override the block's own compute dtype and memory format
+        (float16 + channels_last for the official networks' top resolutions on CUDA).
         """
         w_iter = iter(ws.unbind(dim=1))
-        dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
-        memory_format = (
-            torch.channels_last
-            if self.channels_last and dtype == torch.float16
-            else torch.contiguous_format
-        )
+        if dtype is None:
+            dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
+        if channels_last is None:
+            channels_last = self.channels_last and dtype == torch.float16
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if fused_modconv is None:
             # Fusing is faster at inference; in training the scale-the-activations path is.
             fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
         layer_kwargs = {"fused_modconv": fused_modconv, "noise_mode": noise_mode}
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)
             x = self.conv1(x, next(w_iter), **layer_kwargs)
         elif self.architecture == "resnet":
             x = x.to(dtype=dtype, memory_format=memory_format)
@@ -224,10 +228,18 @@ class SynthesisNetwork(nn.Module):
         noise_mode: str = "const",
         force_fp32: bool = False,
         fused_modconv: bool | None = None,
+        dtype: torch.dtype | None = None,
+        channels_last: bool | None = None,
     ) -> torch.Tensor:
         """ws: (B, num_ws, w_dim) → images (B, img_channels, R, R), nominally in [-1, 1].
 
         ``noise_mode``: ``const`` (the stored noise images, reproducible), ``random`` or ``none``.
+        ``dtype``: compute dtype of every block (e.g. ``torch.bfloat16``; default: float32, or
+        float16 for the blocks the network marks, on CUDA); the image is accumulated in float32.
+        ``channels_last``: run the convolutions in NHWC memory format (fastest with reduced precision).
+        ``fused_modconv``: one grouped convolution per layer (``True``, fastest at inference) or
+        scaling the activations around a shared convolution (``False``, fastest when gradients
+        flow back through the network); default: fused in eval mode in float32.
         """
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(
@@ -247,5 +259,7 @@ class SynthesisNetwork(nn.Module):
                 force_fp32=force_fp32,
                 fused_modconv=fused_modconv,
                 noise_mode=noise_mode,
+                dtype=dtype,
+                channels_last=channels_last,
             )
         return img

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU measurements of BENCHMARKS.md, one phase per call (each fits in 10 minutes):
+#   bash benchmarks/h200.sh step8 | step64 | profile | curves | generator
+# Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
+# machine has no network: pip download lpips --no-deps -d .whl
+set -euo pipefail
+OUT=${OUT:-benchmarks/results/h200}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+if ! python3 -c "import lpips" 2>/dev/null; then
+  pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+step() { timeout "${LIMIT:-560}" python3 benchmarks/train_step.py "$@"; }
+for phase in "$@"; do
+case "$phase" in
+  step8)
+    step --batch 8 --steps 20 --warmup 3 --json "$OUT/step8.json" \
+      --variants fp32 bf16+compile bf16+cl+compile bf16+graphs bf16+cl+graphs 2>&1 | tee "$OUT/step8.txt" ;;
+  step64)
+    step --batch 32 64 --steps 8 --warmup 2 --json "$OUT/step64.json" \
+      --variants bf16+cl bf16+cl+compile 2>&1 | tee "$OUT/step64.txt" ;;
+  profile)
+    LIMIT=300 step --batch 8 --steps 10 --warmup 3 --no-flops --profile "$OUT/profile" --json "$OUT/profile.json" \
+      --variants bf16+compile bf16+cl+compile 2>&1 | tee "$OUT/profile.txt" ;;
+  curves)
+    step --batch 8 --curve 200 --no-flops --json "$OUT/curves.json" \
+      --variants fp32 bf16+cl+compile 2>&1 | tee "$OUT/curves.txt" ;;
+  generator)
+    timeout "${LIMIT:-560}" python3 benchmarks/generator.py --channel-base 32768 --iters 30 \
+      --variants fp32 fp32+unfused bf16 bf16+unfused bf16+cl bf16+cl+unfused fp16 bf16+cl+compile 2>&1 | tee "$OUT/generator.txt" ;;
+  *) echo "unknown phase $phase"; exit 2 ;;
+esac
+done

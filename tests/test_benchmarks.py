@@ -1,0 +1,55 @@
+"""The benchmark scripts still run (tiny sizes, CPU): their numbers live in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_train_step_tiny(tmp_path):
+    out = tmp_path / "step.json"
+    text = _run(
+        "benchmarks/train_step.py", "--tiny", "--variants", "fp32", "bf16+cl", "--json", str(out)
+    )
+    assert "ms/it" in text
+    results = json.loads(out.read_text())["results"]
+    assert [r["variant"] for r in results] == ["fp32", "bf16+cl"]
+    for r in results:
+        assert r["gflop_per_iter"] > 0 and r["ms_per_iter"] > 0
+        assert {"sample G", "synthesis", "backward", "optimiser"} <= set(r["parts_ms"])
+
+
+def test_train_step_curves_tiny(tmp_path):
+    out = tmp_path / "curves.json"
+    text = _run(
+        "benchmarks/train_step.py",
+        "--tiny",
+        "--curve",
+        "3",
+        "--no-flops",
+        "--variants",
+        "fp32",
+        "bf16",
+        "--json",
+        str(out),
+    )
+    assert "max relative difference" in text
+    curves = json.loads(out.read_text())["curves"]
+    assert all(len(c["total"]) == 3 for c in curves.values())
+
+
+def test_generator_tiny():
+    text = _run("benchmarks/generator.py", "--tiny", "--variants", "fp32", "bf16+cl+unfused")
+    assert "bf16+cl+unfused" in text
