@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from viscoin.data.transforms import to_uint8
 from viscoin.evaluate.alignment import attribute_alignment, roc_auc_per_column
 from viscoin.evaluate.consistency import concept_consistency
 from viscoin.evaluate.faithfulness import faithfulness_scores, summarise_faithfulness
-from viscoin.evaluate.fid import RunningStats, frechet_distance, frechet_distance_of, to_uint8
+from viscoin.evaluate.fid import RunningStats, frechet_distance, frechet_distance_of
 from viscoin.models.classifier import Classifier
 from viscoin.models.viscoin import Viscoin, ViscoinOutput
 

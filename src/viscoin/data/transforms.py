@@ -113,6 +113,10 @@ def to_signed_float(image: torch.Tensor) -> torch.Tensor:
     return image.to(torch.float32).div_(127.5).sub_(1.0)
 
 
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] → uint8 [0, 255] (same shape); values outside are clipped."""
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+def to_uint8(images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """float [-1, 1] → uint8 [0, 255], as StyleGAN2-ADA writes images: ``x·127.5 + 128``,
+    clipped, truncated (= rounding to nearest). Same shape, or (B, H, W, C) from (B, C, H, W) with
+    ``channels_last`` (the layout of PNG writers)."""
+    if channels_last:
+        images = images.permute(0, 2, 3, 1)
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)

@@ -1,7 +1,7 @@
 """Fréchet distances between image sets: FID with the standard Inception-v3 features, and the same
 statistic in any other feature space (e.g. the classifier's) when Inception weights are not at hand.
 
-Images enter as uint8 (B, 3, H, W), as the standard implementation expects; :func:`to_uint8`
+Images enter as uint8 (B, 3, H, W), as the standard implementation expects; :func:`viscoin.data.transforms.to_uint8`
 converts from our [−1, 1] range the way StyleGAN2-ADA does. The feature extractor is built once
 and reused (the Inception weights are loaded once per process, never per call).
 """
@@ -19,11 +19,6 @@ import torch
 from viscoin.errors import UserError
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, 3, H, W) → float (B, D)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[−1, 1] float (B, 3, H, W) → uint8, as StyleGAN2-ADA writes images (x·127.5 + 128, clamped)."""
-    return (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 class RunningStats:

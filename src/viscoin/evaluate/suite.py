@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from viscoin.data.transforms import to_uint8
 from viscoin.evaluate.alignment import attribute_alignment
 from viscoin.evaluate.basic import add_batch_sums
 from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
@@ -25,7 +26,6 @@ from viscoin.evaluate.fid import (
     classifier_features,
     frechet_distance,
     inception_features,
-    to_uint8,
 )
 from viscoin.models.viscoin import Viscoin
 from viscoin.utils.io import atomic_write_text

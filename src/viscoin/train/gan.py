@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from viscoin.config import Config, GanConfig
+from viscoin.data.transforms import to_uint8
 from viscoin.errors import UserError
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
-from viscoin.models.stylegan2.generator import image_grid, save_image, to_uint8
+from viscoin.models.stylegan2.generator import image_grid, save_image
 from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from viscoin.utils.device import seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
@@ -341,7 +342,10 @@ def save_snapshot(
     )
     with torch.no_grad():
         images = state.G_ema(*grid, noise_mode="const")
-    save_image(image_grid(to_uint8(images)), run.figures / f"samples-{state.step:06d}.png")
+    save_image(
+        image_grid(to_uint8(images, channels_last=True)),
+        run.figures / f"samples-{state.step:06d}.png",
+    )
 
 
 def _restore(state: GanState, path: Path, device: torch.device) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from viscoin.data.transforms import to_uint8
 from viscoin.errors import UserError
 from viscoin.models.stylegan2.mapping import MappingNetwork
 from viscoin.models.stylegan2.synthesis import SynthesisNetwork
@@ -168,11 +169,6 @@ def seed_latent(G: Generator, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim))
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [-1, 1] → (B, H, W, C) uint8, rounding as ``generate.py`` does."""
-    return (images.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 @torch.no_grad()
 def sample(
     G: Generator,
@@ -192,7 +188,7 @@ def sample(
     for seed in seeds:
         z = seed_latent(G, seed).to(device)
         img = G(z, label, truncation_psi=truncation, noise_mode=noise_mode)
-        images.append(to_uint8(img).cpu())
+        images.append(to_uint8(img, channels_last=True).cpu())
     return (
         torch.cat(images)
         if images
