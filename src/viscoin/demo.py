@@ -33,13 +33,19 @@ DEMO: list[str] = [
     "viscoin.n_concepts=32",
     "viscoin.channels=64",
     "viscoin.lpips=none",
-    "viscoin.iterations=900",
+    # Ω learns at the full rate with two layers, and the classifier term on reconstructions is
+    # lighter than the paper's 0.1: with this small generator, a larger γ lets Ω satisfy f with
+    # blob-like images instead of reconstructions (README, "The one-command demo").
+    "viscoin.translator_lr_multiplier=1.0",
+    "viscoin.translator_layers=2",
+    "viscoin.gamma=0.03",
+    "viscoin.iterations=2000",
     "viscoin.real_batch=8",
     "viscoin.fake_batch=8",
     "viscoin.lr=1e-3",
     "viscoin.warmup=50",
     "viscoin.eval_every=0",
-    "viscoin.checkpoint_every=300",
+    "viscoin.checkpoint_every=500",
     "viscoin.log_every=25",
 ]
 QUICK: list[str] = [
