@@ -176,7 +176,7 @@ def bench(args, batch: int, variant: str, channel_base: int, device: torch.devic
     seconds = (time.perf_counter() - t0) / args.steps
     parts = marks.mean_ms()  # read once every step has run (reading earlier would sync)
     if args.profile:
-        profile(step, real, z, args.profile / f"{variant}-{batch}")
+        profile(step, real, z, args.profile / f"{variant.replace('+', '_')}-{batch}")
     flops = count_flops(args.tiny, batch, channel_base, not args.no_lpips) if args.flops else 0.0
     result = {
         "batch": f"{batch}+{batch}",
