@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of BENCHMARKS.md, one phase per call (each fits in 10 minutes):
+# The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | step64 | profile | curves | generator
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
 # machine has no network: pip download lpips --no-deps -d .whl
