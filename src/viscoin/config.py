@@ -111,6 +111,7 @@ class ViscoinConfig:
     gamma_start: int = 0  # iterations before the classifier term on reconstructions switches on
     gamma_early: float = 0.0  # its weight before then (fitting the reconstruction first)
     delta: float = 0.2  # sparsity
+    w_reg_weight: float = 1.0  # weight of L_w, the pull of W+ towards w̄
     lpips: str = "vgg"  # vgg | none | path to local LPIPS/VGG weights
     # optimisation
     iterations: int = 100_000

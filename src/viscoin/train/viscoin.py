@@ -56,6 +56,7 @@ class LossWeights:
     beta: float = 3.0
     gamma: float = 0.1
     delta: float = 0.2
+    w_reg: float = 1.0
 
 
 def viscoin_losses(
@@ -96,7 +97,7 @@ def viscoin_losses(
         "ce_rec": (weights.gamma if gamma is None else gamma)
         * soft_cross_entropy(f_rec_logits, f_logits),
         "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
-        "w_reg": w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
+        "w_reg": weights.w_reg * w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
     }
     if lpips is not None:
         terms["lpips"] = weights.beta * lpips(reconstruction, images)
@@ -174,7 +175,7 @@ class ViscoinTrainer:
         self.generator = load_generator(generator_path, device)
         self._check_compatible(train_set)
         self.train_set, self.test_set = train_set, test_set
-        self.weights = LossWeights(v.alpha, v.beta, v.gamma, v.delta)
+        self.weights = LossWeights(v.alpha, v.beta, v.gamma, v.delta, v.w_reg_weight)
         self.lpips = build_lpips(v.lpips)
         if self.lpips is not None:
             self.lpips.to(device)
