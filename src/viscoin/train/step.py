@@ -163,8 +163,10 @@ def make_optimizers(
     )
 
 
-def to_device(values, device: torch.device) -> torch.Tensor:
-    """A float32 tensor of ``values`` on ``device``, copied from pinned memory on CUDA (a copy
+def to_device(values: torch.Tensor | list[float], device: torch.device) -> torch.Tensor:
+    """``values`` as a float32 tensor on ``device``, copied from pinned memory on CUDA (a copy
     from pageable memory would wait for the GPU to finish its queued work)."""
-    t = torch.tensor(values, dtype=torch.float32, pin_memory=device.type == "cuda")
+    t = torch.as_tensor(values, dtype=torch.float32)
+    if device.type == "cuda":
+        t = t.pin_memory()
     return t.to(device, non_blocking=True)

@@ -36,7 +36,7 @@ from viscoin.train.losses import (
     w_regularisation,
 )
 from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
-from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers
+from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers, to_device
 from viscoin.utils.checkpoint import (
     load_checkpoint,
     load_state,
@@ -314,11 +314,7 @@ class ViscoinTrainer:
             ] = 1
         share = v.fake_batch // self.dist.world
         sl = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
-        pin = self.device.type == "cuda"
-        z, c = (t[sl].pin_memory() if pin else t[sl] for t in (z, c))
-        return self.compute.sample(
-            z.to(self.device, non_blocking=True), c.to(self.device, non_blocking=True)
-        )
+        return self.compute.sample(to_device(z[sl], self.device), to_device(c[sl], self.device))
 
     # -- loop ----------------------------------------------------------------------------------
 
