@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from viscoin.cli import app
-from viscoin.cli.common import DeviceOpt, QuietOpt, SetOpt
+from viscoin.cli.common import DeviceOpt, QuietOpt, SeedOpt, SetOpt
 
 
 @app.command("demo")
@@ -20,7 +20,7 @@ def demo_cmd(
     quick: Annotated[
         bool, typer.Option("--quick", help="A smoke run (tiny data, a few steps).")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: SeedOpt = 0,
     generator: Annotated[
         Path | None,
         typer.Option("--generator", help="Another shapes generator (default: the shipped one)."),
@@ -39,7 +39,7 @@ def demo_cmd(
         out,
         quick=quick,
         device=device or "auto",
-        seed=seed,
+        seed=seed if seed is not None else 0,
         generator=generator,
         overrides=overrides,
         echo=typer.echo,
