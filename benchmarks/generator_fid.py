@@ -16,13 +16,9 @@ import torch
 
 from viscoin.config import load_config
 from viscoin.data import build_dataset
+from viscoin.data.transforms import to_uint8
 from viscoin.demo import shipped_generator
-from viscoin.evaluate.fid import (
-    classifier_features,
-    frechet_distance_of,
-    inception_features,
-    to_uint8,
-)
+from viscoin.evaluate.fid import classifier_features, frechet_distance_of, inception_features
 from viscoin.models.classifier import load_classifier
 from viscoin.models.stylegan2 import load_generator
 from viscoin.train.viscoin import resolve_model_file

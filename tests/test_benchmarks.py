@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,3 +55,12 @@ def test_train_step_curves_tiny(tmp_path):
 def test_generator_tiny():
     text = _run("benchmarks/generator.py", "--tiny", "--variants", "fp32", "bf16+cl+unfused")
     assert "bf16+cl+unfused" in text
+
+
+def test_generator_fid_runs_on_the_shipped_generator(tmp_path):
+    from viscoin.models.classifier import Classifier, save_classifier
+
+    torch.manual_seed(0)
+    classifier = save_classifier(Classifier("resnet18", 10), tmp_path / "f.safetensors")
+    text = _run("benchmarks/generator_fid.py", "--classifier", str(classifier), "--n", "16")
+    assert "fd_classifier: generated vs real" in text

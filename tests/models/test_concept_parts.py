@@ -91,6 +91,25 @@ def test_translator_equalised_lr_formula():
     assert torch.allclose(out[0, row], expected, atol=1e-6)
 
 
+def test_translator_linear_output_skips_only_the_last_activation():
+    torch.manual_seed(0)
+    omega = ConceptTranslator(2, 4, 3, coarse=1, mid=2, layers=2, linear_output=True)
+    maps, support = torch.rand(2, 2, 3, 3), torch.rand(2, 18)
+    with torch.no_grad():
+        for layer in omega.net:
+            layer.bias.normal_()
+    x = maps.flatten(1)
+    x = x / torch.sqrt(x.square().mean(-1, keepdim=True) + 1e-8)
+    first, last = omega.net
+    row = 1  # reads the concept maps
+    hidden = x @ (first.weight[row] * first.weight_gain).T + first.bias[row] * first.bias_gain
+    hidden = torch.nn.functional.leaky_relu(hidden, 0.2) * math.sqrt(2)
+    expected = hidden @ (last.weight[row] * last.weight_gain).T + last.bias[row] * last.bias_gain
+    assert torch.allclose(omega(maps, support)[:, row], expected, atol=1e-5)
+    assert (expected < 0).any()  # a leaky ReLU would have shrunk these
+    assert ConceptTranslator(**omega.config()).linear_output
+
+
 def test_translator_rejects_bad_routing():
     with pytest.raises(ValueError, match="coarse"):
         ConceptTranslator(2, 4, 3, coarse=3, mid=1)

@@ -151,9 +151,10 @@ def test_train_gan_command_on_the_builtin_dataset(tmp_path):
     sets = [f"--set={item}" for item in overrides]
     proc = run_cli(
         "train", "gan", "--config", "shapes", *sets, "--runs-dir", str(tmp_path), "--name", "g",
-        "--device", "cpu", check=True,
+        "--device", "cpu", "--quiet", check=True,
     )  # fmt: skip
     assert "trained 2 steps" in proc.stdout
+    assert "train gan:" not in proc.stderr  # --quiet: no progress bar
     assert (
         load_generator(tmp_path / "g" / "checkpoints" / "generator.safetensors").img_resolution
         == 16

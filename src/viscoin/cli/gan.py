@@ -15,6 +15,7 @@ from viscoin.cli.common import (
     DatasetOpt,
     DeviceOpt,
     NameOpt,
+    QuietOpt,
     ResumeOpt,
     RunsDirOpt,
     SeedOpt,
@@ -126,6 +127,7 @@ def train_gan_command(
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a StyleGAN2 generator on a dataset's training split.
 
@@ -154,7 +156,7 @@ def train_gan_command(
     train_set = build_dataset(cfg.data, split="train", augment=False)
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
     cfg.save(run.config)
-    summary = train_gan(cfg, run, train_set, torch_device, resume=resume)
+    summary = train_gan(cfg, run, train_set, torch_device, resume=resume, progress=not quiet)
     typer.echo(
         f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "
         f"{summary['seconds']:.0f}s; loss_G {summary.get('loss_G', float('nan')):.3f}, "

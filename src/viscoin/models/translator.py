@@ -1,7 +1,8 @@
 """Ω, the concept translator: (Φ, Φ') → w⁺ ∈ R^{num_ws × w_dim}, the input of StyleGAN2's synthesis.
 
 One small MLP per W⁺ row, built from StyleGAN's equalised-learning-rate fully-connected layer
-(lr multiplier 0.01, leaky-ReLU 0.2 with gain √2). Rows ``coarse``..``mid`` read the flattened
+(lr multiplier 0.01, leaky-ReLU 0.2 with gain √2 after every layer, the last one included, as in
+the paper; ``linear_output`` leaves the last layer linear). Rows ``coarse``..``mid`` read the flattened
 concept maps Φ, the others read the support Φ'. The output is an offset added to w̄, the
 pretrained mapping network's ``w_avg`` (a frozen buffer, saved with the model).
 """
@@ -71,6 +72,7 @@ class ConceptTranslator(nn.Module):
         layers: int = 1,
         lr_multiplier: float = 0.01,
         w_avg: torch.Tensor | None = None,
+        linear_output: bool = False,
     ) -> None:
         super().__init__()
         mid = default_mid(num_ws) if mid is None else mid
@@ -78,10 +80,17 @@ class ConceptTranslator(nn.Module):
             raise ValueError(f"need 0 <= coarse ({coarse}) <= mid ({mid}) < num_ws ({num_ws})")
         self.n_concepts, self.num_ws, self.w_dim = n_concepts, num_ws, w_dim
         self.coarse, self.mid, self.layers, self.lr_multiplier = coarse, mid, layers, lr_multiplier
+        self.linear_output = linear_output
         in_features = 9 * n_concepts
         dims = [in_features] + [w_dim] * layers
         self.net = nn.ModuleList(
-            RowwiseEqualizedLinear(num_ws, dims[i], dims[i + 1], lr_multiplier)
+            RowwiseEqualizedLinear(
+                num_ws,
+                dims[i],
+                dims[i + 1],
+                lr_multiplier,
+                activation=not (linear_output and i == layers - 1),
+            )
             for i in range(layers)
         )
         rows = torch.arange(num_ws)
@@ -107,4 +116,5 @@ class ConceptTranslator(nn.Module):
             "mid": self.mid,
             "layers": self.layers,
             "lr_multiplier": self.lr_multiplier,
+            "linear_output": self.linear_output,
         }

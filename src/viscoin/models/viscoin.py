@@ -94,6 +94,7 @@ def build_core(
     translator_layers: int = 1,
     dropout: float = 0.01,
     translator_lr_multiplier: float = 0.01,
+    translator_linear_output: bool = False,
 ) -> ViscoinCore:
     """Fresh Ψ, Θ, Ω sized for ``classifier`` at ``resolution`` and for ``generator``'s W⁺ space;
     w̄ is copied from the generator's ``mapping.w_avg``."""
@@ -110,6 +111,7 @@ def build_core(
         layers=translator_layers,
         lr_multiplier=translator_lr_multiplier,
         w_avg=generator.mapping.w_avg,
+        linear_output=translator_linear_output,
     )
     return ViscoinCore(extractor, head, translator)
 

@@ -367,7 +367,12 @@ def _restore(state: GanState, path: Path, device: torch.device) -> None:
 
 
 def train_gan(
-    cfg: Config, run: RunDir, dataset: Dataset, device: torch.device, resume: bool = False
+    cfg: Config,
+    run: RunDir,
+    dataset: Dataset,
+    device: torch.device,
+    resume: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
 
@@ -391,7 +396,7 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(cfg, run, dataset, device, resume, img_channels, classes)
+        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress)
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
@@ -437,6 +442,7 @@ def _train(
     resume: bool,
     img_channels: int,
     classes: list[str] | None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     g = cfg.gan
     seed_everything(cfg.run.seed)
@@ -459,7 +465,9 @@ def _train(
     averages, last = _Averages(), {}
     start, t0 = state.step, time.time()
     batches = iter(loader)
-    with tqdm(total=total_steps, initial=start, desc="train gan", unit="step") as bar:
+    with tqdm(
+        total=total_steps, initial=start, desc="train gan", unit="step", disable=not progress
+    ) as bar:
         while state.step < total_steps:
             real, labels = next(batches)
             real = real.to(device, torch.float32, non_blocking=True)
