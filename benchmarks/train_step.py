@@ -91,7 +91,7 @@ class Step:
 
     def __call__(self, real: torch.Tensor, z: torch.Tensor, mark=None) -> dict[str, torch.Tensor]:
         mark = mark or (lambda name: None)
-        fake, _ = self.compute.sample(z, torch.zeros(len(z), 0, device=self.device))
+        fake = self.compute.sample(z, torch.zeros(len(z), 0, device=self.device))
         mark("sample G")
         terms = self.compute.losses(torch.cat([real, fake]), True, 0.1, mark=mark)
         if self.compute.options.compile != "none":

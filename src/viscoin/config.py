@@ -104,6 +104,9 @@ class ViscoinConfig:
     translator_layers: int = 1
     translator_lr_multiplier: float = 0.01  # StyleGAN's equalised-lr multiplier of Ω's layers
     translator_linear_output: bool = False  # Ω's last layer without the leaky ReLU (paper: with)
+    # Ω's input scaling: second_moment (the paper: x / rms(x) per image) | batch (per-feature
+    # standardisation with batch statistics, running ones in eval mode)
+    translator_input_norm: str = "second_moment"
     dropout: float = 0.01
     # objective (METHOD.md §2)
     alpha: float = 0.5  # output fidelity
@@ -113,9 +116,6 @@ class ViscoinConfig:
     gamma_early: float = 0.0  # its weight before then (fitting the reconstruction first)
     delta: float = 0.2  # sparsity
     w_reg_weight: float = 1.0  # weight of L_w, the pull of W+ towards w̄
-    # weight of mean (Ω(x_gen) − w_gen)², Ω's output for a generated image against the latent that
-    # made it (not in the paper: 0 keeps the paper's objective)
-    w_fake_weight: float = 0.0
     lpips: str = "vgg"  # vgg | none | path to local LPIPS/VGG weights
     # optimisation
     iterations: int = 100_000

@@ -110,6 +110,30 @@ def test_translator_linear_output_skips_only_the_last_activation():
     assert ConceptTranslator(**omega.config()).linear_output
 
 
+def test_translator_batch_input_norm_standardises_each_feature():
+    torch.manual_seed(0)
+    omega = ConceptTranslator(2, 4, 3, coarse=1, mid=2, input_norm="batch")
+    # a large constant part, as trained supports have: the per-image rms scaling hides the rest
+    maps = torch.rand(6, 2, 3, 3) + 50.0
+    support = torch.rand(6, 18) * 0.1 + 100.0
+    out = omega(maps, support)
+    layer = omega.net[0]
+    x = maps.flatten(1)
+    x = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+    row = 1  # reads the concept maps
+    pre = x @ (layer.weight[row] * layer.weight_gain).T + layer.bias[row] * layer.bias_gain
+    expected = torch.nn.functional.leaky_relu(pre, 0.2) * math.sqrt(2)
+    assert torch.allclose(out[:, row], expected, atol=1e-4)
+    # eval mode uses the running statistics; a saved and restored translator gives the same output
+    omega.eval()
+    restored = ConceptTranslator(**omega.config())
+    restored.load_state_dict(omega.state_dict())
+    restored.eval()
+    assert torch.allclose(restored(maps[:1], support[:1]), omega(maps[:1], support[:1]))
+    with pytest.raises(ValueError, match="input_norm"):
+        ConceptTranslator(2, 4, 3, coarse=1, mid=2, input_norm="layer")
+
+
 def test_translator_rejects_bad_routing():
     with pytest.raises(ValueError, match="coarse"):
         ConceptTranslator(2, 4, 3, coarse=3, mid=1)

@@ -116,6 +116,33 @@ def test_save_load_round_trip_and_export(tmp_path, parts):
             part.with_suffix(".moved").rename(part)
 
 
+def test_translator_options_survive_save_and_load(tmp_path, parts):
+    cfg = tiny_config(
+        tmp_path,
+        iterations=2,
+        translator_layers=2,
+        translator_linear_output=True,
+        translator_input_norm="batch",
+    )
+    trainer = _trainer(cfg, "omega", parts)
+    trainer.fit(progress=False)
+    loaded = load_viscoin(trainer.run.checkpoints / "viscoin.safetensors")
+    omega = loaded.core.translator
+    assert (omega.layers, omega.linear_output, omega.input_norm) == (2, True, "batch")
+    assert omega.concept_norm.num_batches_tracked.item() == 2  # running statistics were saved
+    images = TinyImages(4, 3).images
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model.explain(images)["reconstructions"]
+    assert torch.allclose(loaded.explain(images)["reconstructions"], expected, atol=1e-6)
+
+    from viscoin.errors import UserError
+
+    cfg = tiny_config(tmp_path, translator_input_norm="layer")
+    with pytest.raises(UserError, match="translator_input_norm must be one of"):
+        _trainer(cfg, "bad-norm", parts)
+
+
 def test_learning_rate_schedule():
     cfg = tiny_config("/tmp", iterations=10_000)
     cfg.viscoin.lr, cfg.viscoin.decay_every, cfg.viscoin.decay_factor = 1.0, 1000, 0.8

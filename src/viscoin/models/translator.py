@@ -2,9 +2,15 @@
 
 One small MLP per W⁺ row, built from StyleGAN's equalised-learning-rate fully-connected layer
 (lr multiplier 0.01, leaky-ReLU 0.2 with gain √2 after every layer, the last one included, as in
-the paper; ``linear_output`` leaves the last layer linear). Rows ``coarse``..``mid`` read the flattened
-concept maps Φ, the others read the support Φ'. The output is an offset added to w̄, the
+the paper; ``linear_output`` leaves the last layer linear). Rows ``coarse``..``mid`` read the
+flattened concept maps Φ, the others read the support Φ'. The output is an offset added to w̄, the
 pretrained mapping network's ``w_avg`` (a frozen buffer, saved with the model).
+
+Inputs are scaled per image by their root mean square (the paper), or, with
+``input_norm="batch"``, standardised per feature (BatchNorm without affine parameters: batch
+statistics in training, running ones in eval mode, saved with the model). The second keeps the
+image-to-image variation of Φ' visible when Φ' has a large part shared by every image, which the
+per-image scaling would otherwise shrink to almost nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+INPUT_NORMS = ("second_moment", "batch")
 
 
 def default_mid(num_ws: int) -> int:
@@ -73,6 +81,7 @@ class ConceptTranslator(nn.Module):
         lr_multiplier: float = 0.01,
         w_avg: torch.Tensor | None = None,
         linear_output: bool = False,
+        input_norm: str = "second_moment",
     ) -> None:
         super().__init__()
         mid = default_mid(num_ws) if mid is None else mid
@@ -80,7 +89,13 @@ class ConceptTranslator(nn.Module):
             raise ValueError(f"need 0 <= coarse ({coarse}) <= mid ({mid}) < num_ws ({num_ws})")
         self.n_concepts, self.num_ws, self.w_dim = n_concepts, num_ws, w_dim
         self.coarse, self.mid, self.layers, self.lr_multiplier = coarse, mid, layers, lr_multiplier
-        self.linear_output = linear_output
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, not {input_norm!r}")
+        self.linear_output, self.input_norm = linear_output, input_norm
+        if input_norm == "batch":
+            # per-feature standardisation (batch statistics in training, running ones in eval)
+            self.concept_norm = nn.BatchNorm1d(9 * n_concepts, affine=False)
+            self.support_norm = nn.BatchNorm1d(9 * n_concepts, affine=False)
         in_features = 9 * n_concepts
         dims = [in_features] + [w_dim] * layers
         self.net = nn.ModuleList(
@@ -100,8 +115,12 @@ class ConceptTranslator(nn.Module):
         )
 
     def forward(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-        concepts = normalize_2nd_moment(concept_maps.flatten(1))
-        support = normalize_2nd_moment(support)
+        if self.input_norm == "batch":
+            concepts = self.concept_norm(concept_maps.flatten(1).float())
+            support = self.support_norm(support.float())
+        else:
+            concepts = normalize_2nd_moment(concept_maps.flatten(1))
+            support = normalize_2nd_moment(support)
         x = torch.where(self.reads_concepts[None, :, None], concepts[:, None], support[:, None])
         for layer in self.net:
             x = layer(x)
@@ -117,4 +136,5 @@ class ConceptTranslator(nn.Module):
             "layers": self.layers,
             "lr_multiplier": self.lr_multiplier,
             "linear_output": self.linear_output,
+            "input_norm": self.input_norm,
         }

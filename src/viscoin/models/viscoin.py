@@ -95,6 +95,7 @@ def build_core(
     dropout: float = 0.01,
     translator_lr_multiplier: float = 0.01,
     translator_linear_output: bool = False,
+    translator_input_norm: str = "second_moment",
 ) -> ViscoinCore:
     """Fresh Ψ, Θ, Ω sized for ``classifier`` at ``resolution`` and for ``generator``'s W⁺ space;
     w̄ is copied from the generator's ``mapping.w_avg``."""
@@ -112,6 +113,7 @@ def build_core(
         lr_multiplier=translator_lr_multiplier,
         w_avg=generator.mapping.w_avg,
         linear_output=translator_linear_output,
+        input_norm=translator_input_norm,
     )
     return ViscoinCore(extractor, head, translator)
 

@@ -87,7 +87,7 @@ class StepCompute:
             self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16"
         )
 
-    def _sample_images(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_images(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             ws = self.generator.mapping(z, c)
             img = self.generator.synthesis(
@@ -96,24 +96,20 @@ class StepCompute:
                 dtype=self.options.dtype,
                 channels_last=self.options.channels_last,
             )
-        return img.float().clamp(-1, 1), ws.float()
+        return img.float().clamp(-1, 1)
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generated images (B, 3, R, R) in [−1, 1] and their W⁺ latents (B, num_ws, w_dim), for
-        latents z (B, z_dim) and labels c (B, c_dim)."""
+    def sample(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Generated images (B, 3, R, R) in [−1, 1] for latents z (B, z_dim), labels c (B, c_dim)."""
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-            images, ws = self._sample(z, c)
-            return images.clone(), ws.clone()
-        return self._sample(z, c)
+        return self._sample(z, c).clone() if self.cudagraphs else self._sample(z, c)
 
     def _loss_terms(
         self,
         images: torch.Tensor,
         warm: torch.Tensor | float,
         gamma: torch.Tensor | float,
-        w_target: torch.Tensor | None = None,
         mark: Callable[[str], None] | None = None,
     ) -> dict[str, torch.Tensor]:
         from viscoin.train.viscoin import viscoin_losses
@@ -132,7 +128,6 @@ class StepCompute:
                 mark=mark,
                 gamma=gamma,
                 synthesis_kwargs=self.synthesis_kwargs,
-                w_target=w_target,
             )
 
     def losses(
@@ -140,21 +135,19 @@ class StepCompute:
         images: torch.Tensor,
         warm: bool,
         gamma: float,
-        w_target: torch.Tensor | None = None,
         mark: Callable[[str], None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Every loss term for a batch (B, 3, R, R) in [−1, 1] (see ``viscoin_losses``);
-        ``w_target`` (n, num_ws, w_dim): the latents of the batch's last n (generated) images.
+        """Every loss term for a batch (B, 3, R, R) in [−1, 1] (see ``viscoin_losses``).
 
         Compiled, the step's scalars go in as tensors (one graph for every value) and ``mark`` is
         not called inside the graph.
         """
         if self.options.compile == "none":
-            return self._losses(images, float(warm), gamma, w_target, mark)
+            return self._losses(images, float(warm), gamma, mark)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         scalars = to_device([float(warm), gamma], self.device)
-        return self._losses(images, scalars[0], scalars[1], w_target)
+        return self._losses(images, scalars[0], scalars[1])
 
 
 def make_optimizers(

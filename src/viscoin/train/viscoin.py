@@ -24,6 +24,7 @@ from viscoin.config import Config
 from viscoin.errors import UserError
 from viscoin.evaluate.basic import evaluate_ensemble
 from viscoin.models.classifier import Classifier
+from viscoin.models.translator import INPUT_NORMS
 from viscoin.models.viscoin import Viscoin, build_core, save_viscoin
 from viscoin.train.distributed import DistInfo, barrier
 from viscoin.train.losses import (
@@ -57,7 +58,6 @@ class LossWeights:
     gamma: float = 0.1
     delta: float = 0.2
     w_reg: float = 1.0
-    w_fake: float = 0.0
 
 
 def viscoin_losses(
@@ -71,7 +71,6 @@ def viscoin_losses(
     mark: Callable[[str], None] | None = None,
     gamma: float | torch.Tensor | None = None,
     synthesis_kwargs: dict[str, Any] | None = None,
-    w_target: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms for one batch (B, 3, R, R) in [−1, 1]; ``total`` is their sum.
 
@@ -80,9 +79,6 @@ def viscoin_losses(
     ``gamma`` overrides ``weights.gamma`` (the classifier term's schedule). ``warm`` and ``gamma``
     may be 0-d tensors (one compiled graph for every value). ``synthesis_kwargs`` go to
     ``generator.synthesis`` (compute dtype, memory format, modulated-conv path).
-    ``w_target`` (n, num_ws, w_dim): the W⁺ latents that made the batch's last n images (the
-    generated half); with ``weights.w_fake > 0`` the term ``w_fake`` pulls Ω's output for those
-    images towards them.
     """
     mark = mark or (lambda name: None)
     with torch.no_grad():
@@ -104,9 +100,6 @@ def viscoin_losses(
         "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
         "w_reg": weights.w_reg * w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
     }
-    if weights.w_fake > 0 and w_target is not None and len(w_target):
-        predicted = w_plus[len(images) - len(w_target) :].float()
-        terms["w_fake"] = weights.w_fake * (predicted - w_target.float()).square().mean()
     if lpips is not None:
         terms["lpips"] = weights.beta * lpips(reconstruction, images)
         mark("lpips")
@@ -183,9 +176,7 @@ class ViscoinTrainer:
         self.generator = load_generator(generator_path, device)
         self._check_compatible(train_set)
         self.train_set, self.test_set = train_set, test_set
-        self.weights = LossWeights(
-            v.alpha, v.beta, v.gamma, v.delta, v.w_reg_weight, v.w_fake_weight
-        )
+        self.weights = LossWeights(v.alpha, v.beta, v.gamma, v.delta, v.w_reg_weight)
         self.lpips = build_lpips(v.lpips)
         if self.lpips is not None:
             self.lpips.to(device)
@@ -195,6 +186,11 @@ class ViscoinTrainer:
                     f"viscoin.{name}={value} must be divisible by processes × grad_accum "
                     f"({dist.world} × {v.grad_accum})."
                 )
+        if v.translator_input_norm not in INPUT_NORMS:
+            raise UserError(
+                f"viscoin.translator_input_norm must be one of {', '.join(INPUT_NORMS)}, "
+                f"not {v.translator_input_norm!r}"
+            )
         torch.manual_seed(cfg.run.seed)
         self.core = build_core(
             self.classifier,
@@ -208,6 +204,7 @@ class ViscoinTrainer:
             dropout=v.dropout,
             translator_lr_multiplier=v.translator_lr_multiplier,
             translator_linear_output=v.translator_linear_output,
+            translator_input_norm=v.translator_input_norm,
         ).to(device)
         self.opt_concepts, self.opt_translator = make_optimizers(self.core, v.lr, device)
         self.step = 0
@@ -313,9 +310,8 @@ class ViscoinTrainer:
             yield images.to(self.device, non_blocking=True)
 
     @torch.no_grad()
-    def _fake_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's share of the step's generated images (latents seeded by (seed, step)):
-        images (B, 3, R, R) and their W⁺ latents (B, num_ws, w_dim)."""
+    def _fake_batch(self, step: int) -> torch.Tensor:
+        """This rank's share of the step's generated images (latents seeded by (seed, step))."""
         v, G = self.cfg.viscoin, self.generator
         gen = step_generator(self.cfg.run.seed, step)
         z = torch.randn(v.fake_batch, G.z_dim, generator=gen)
@@ -336,12 +332,11 @@ class ViscoinTrainer:
         for opt in (self.opt_concepts, self.opt_translator):
             for group in opt.param_groups:
                 group["lr"] = lr
-        fake, fake_ws = self._fake_batch(step)
+        fake = self._fake_batch(step)
         self.core.train()
         sums: dict[str, torch.Tensor] = {}
         real_chunks, fake_chunks = real.chunk(v.grad_accum), fake.chunk(v.grad_accum)
-        ws_chunks = fake_ws.chunk(v.grad_accum)
-        for i, (r, f, ws) in enumerate(zip(real_chunks, fake_chunks, ws_chunks, strict=True)):
+        for i, (r, f) in enumerate(zip(real_chunks, fake_chunks, strict=True)):
             images = torch.cat([r, f])
             last = i == v.grad_accum - 1
             sync = (
@@ -350,7 +345,7 @@ class ViscoinTrainer:
                 else contextlib.nullcontext()
             )
             with sync:
-                terms = self.compute.losses(images, step >= v.warmup, gamma_at(step, v), ws)
+                terms = self.compute.losses(images, step >= v.warmup, gamma_at(step, v))
                 (terms["total"] / v.grad_accum).backward()
             for k, t in terms.items():
                 sums[k] = sums.get(k, 0) + t.detach() / v.grad_accum
