@@ -104,8 +104,8 @@ class ViscoinConfig:
     translator_layers: int = 1
     translator_lr_multiplier: float = 0.01  # StyleGAN's equalised-lr multiplier of Ω's layers
     translator_linear_output: bool = False  # Ω's last layer without the leaky ReLU (paper: with)
-    # Ω's input scaling: second_moment (the paper: x / rms(x) per image) | batch (per-feature
-    # standardisation with batch statistics, running ones in eval mode)
+    # Ω's input scaling: second_moment (the paper: x / rms(x) per image) | batch (the support Φ'
+    # standardised per feature: batch statistics in training, running ones in eval mode)
     translator_input_norm: str = "second_moment"
     dropout: float = 0.01
     # objective (METHOD.md §2)

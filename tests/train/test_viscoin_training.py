@@ -129,7 +129,7 @@ def test_translator_options_survive_save_and_load(tmp_path, parts):
     loaded = load_viscoin(trainer.run.checkpoints / "viscoin.safetensors")
     omega = loaded.core.translator
     assert (omega.layers, omega.linear_output, omega.input_norm) == (2, True, "batch")
-    assert omega.concept_norm.num_batches_tracked.item() == 2  # running statistics were saved
+    assert omega.support_norm.num_batches_tracked.item() == 2  # running statistics were saved
     images = TinyImages(4, 3).images
     trainer.model.eval()
     with torch.no_grad():

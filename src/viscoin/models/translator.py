@@ -6,11 +6,13 @@ the paper; ``linear_output`` leaves the last layer linear). Rows ``coarse``..``m
 flattened concept maps Φ, the others read the support Φ'. The output is an offset added to w̄, the
 pretrained mapping network's ``w_avg`` (a frozen buffer, saved with the model).
 
-Inputs are scaled per image by their root mean square (the paper), or, with
-``input_norm="batch"``, standardised per feature (BatchNorm without affine parameters: batch
-statistics in training, running ones in eval mode, saved with the model). The second keeps the
-image-to-image variation of Φ' visible when Φ' has a large part shared by every image, which the
-per-image scaling would otherwise shrink to almost nothing.
+Inputs are scaled per image by their root mean square (the paper). With ``input_norm="batch"``
+the support Φ' is standardised per feature instead (BatchNorm without affine parameters: batch
+statistics in training, running ones in eval mode, saved with the model). In training Φ' tends to
+grow a large part shared by every image, and the per-image scaling then shrinks its image-to-image
+variation to almost nothing: the rows that read Φ' stop depending on the image. The concept maps
+keep the per-image scaling: they carry the sparsity penalty, which a scale-free reader would let
+shrink them to nothing.
 """
 
 from __future__ import annotations
@@ -93,8 +95,7 @@ class ConceptTranslator(nn.Module):
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, not {input_norm!r}")
         self.linear_output, self.input_norm = linear_output, input_norm
         if input_norm == "batch":
-            # per-feature standardisation (batch statistics in training, running ones in eval)
-            self.concept_norm = nn.BatchNorm1d(9 * n_concepts, affine=False)
+            # Φ' standardised per feature (batch statistics in training, running ones in eval)
             self.support_norm = nn.BatchNorm1d(9 * n_concepts, affine=False)
         in_features = 9 * n_concepts
         dims = [in_features] + [w_dim] * layers
@@ -115,11 +116,10 @@ class ConceptTranslator(nn.Module):
         )
 
     def forward(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        concepts = normalize_2nd_moment(concept_maps.flatten(1))
         if self.input_norm == "batch":
-            concepts = self.concept_norm(concept_maps.flatten(1).float())
             support = self.support_norm(support.float())
         else:
-            concepts = normalize_2nd_moment(concept_maps.flatten(1))
             support = normalize_2nd_moment(support)
         x = torch.where(self.reads_concepts[None, :, None], concepts[:, None], support[:, None])
         for layer in self.net:
