@@ -94,10 +94,10 @@ class ConceptTranslator(nn.Module):
         if input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, not {input_norm!r}")
         self.linear_output, self.input_norm = linear_output, input_norm
+        in_features = 9 * n_concepts
         if input_norm == "batch":
             # Φ' standardised per feature (batch statistics in training, running ones in eval)
-            self.support_norm = nn.BatchNorm1d(9 * n_concepts, affine=False)
-        in_features = 9 * n_concepts
+            self.support_norm = nn.BatchNorm1d(in_features, affine=False)
         dims = [in_features] + [w_dim] * layers
         self.net = nn.ModuleList(
             RowwiseEqualizedLinear(
