@@ -64,3 +64,29 @@ def test_generator_fid_runs_on_the_shipped_generator(tmp_path):
     classifier = save_classifier(Classifier("resnet18", 10), tmp_path / "f.safetensors")
     text = _run("benchmarks/generator_fid.py", "--classifier", str(classifier), "--n", "16")
     assert "fd_classifier: generated vs real" in text
+
+
+def test_demo_sweep_tiny(tmp_path):
+    out = tmp_path / "sweep"
+    text = _run(
+        "benchmarks/demo_sweep.py",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--set",
+        "viscoin.iterations=3",
+        "--variant",
+        "base",
+        "--variant",
+        "k8:viscoin.n_concepts=8",
+    )
+    assert "| k8 | 1 |" in text and "| base | 1 |" in text
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert sorted(r["variant"] for r in rows) == ["base", "k8"]
+    k8 = next(r for r in rows if r["variant"] == "k8")
+    assert k8["overrides"] == ["viscoin.iterations=3", "viscoin.n_concepts=8"]
+    saved = json.loads((out / "k8-s0" / "metrics.json").read_text())
+    assert saved["sparsity"]["concepts"] == 8
+    assert {"auc:body_colour", "auc:wing_pattern", "auc:head_crest"} <= set(k8)

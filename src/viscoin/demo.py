@@ -112,7 +112,7 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage into ``out`` (``out/classifier``, ``out/viscoin`` with ``report.html``)."""
     from viscoin.data import build_dataset
-    from viscoin.evaluate.suite import EvalOptions, evaluate_model, write_metrics
+    from viscoin.evaluate.suite import evaluate_model, write_metrics
     from viscoin.models.viscoin import load_viscoin
     from viscoin.train.classifier import train_classifier
     from viscoin.train.distributed import DistInfo
@@ -170,16 +170,7 @@ def run_demo(
         4, "evaluating (accuracy, fidelity, reconstruction, faithfulness, consistency, alignment)"
     )
     model = load_viscoin(v_run.checkpoints / "viscoin.safetensors", dev)
-    options = EvalOptions(
-        batch_size=64,
-        faithfulness_images=128 if quick else 500,
-        consistency_concepts=4 if quick else 8,
-        consistency_images=32 if quick else 120,
-        fid=False,
-        seed=cfg.run.seed,
-        progress=progress,
-    )
-    metrics = evaluate_model(model, test_set, dev, options)
+    metrics = evaluate_model(model, test_set, dev, demo_eval_options(quick, cfg.run.seed, progress))
     metrics["dataset"] = "shapes"
     write_metrics(metrics, v_run.path)
 
@@ -188,6 +179,21 @@ def run_demo(
     seconds = time.time() - start
     echo(f"done in {seconds:.0f}s")
     return DemoResult(out, report, metrics, seconds)
+
+
+def demo_eval_options(quick: bool, seed: int, progress: bool = False) -> Any:
+    """The evaluation the demo runs (no FID: no Inception weights offline)."""
+    from viscoin.evaluate.suite import EvalOptions
+
+    return EvalOptions(
+        batch_size=64,
+        faithfulness_images=128 if quick else 500,
+        consistency_concepts=4 if quick else 8,
+        consistency_images=32 if quick else 120,
+        fid=False,
+        seed=seed,
+        progress=progress,
+    )
 
 
 def write_demo_report(

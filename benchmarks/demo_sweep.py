@@ -1,0 +1,205 @@
+"""The demo's VisCoIN stage over settings × seeds, against one fixed classifier.
+
+Each run trains VisCoIN with the demo's settings (``viscoin.demo.DEMO``) plus the variant's
+overrides, evaluates it as ``viscoin demo`` does, and the script prints, per variant, the mean and
+spread over seeds of the numbers the demo's quality criteria are about. Runs go to parallel
+processes (``--jobs``), which is how a GPU with many CPU cores sweeps many small runs at once.
+
+    python benchmarks/demo_sweep.py --out runs/sweep --seeds 0 1 2 \\
+        --variant base --variant d02:viscoin.delta=0.02 --variant k64:viscoin.n_concepts=64
+
+A variant is ``NAME`` or ``NAME:key=value,key=value``. Without ``--classifier`` the demo's
+classifier is trained first (seed 0) into ``OUT/classifier``. Results: ``OUT/sweep.json`` (every
+run's summary) and ``OUT/<variant>-s<seed>/`` (config, checkpoints, metrics.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+
+from viscoin.demo import demo_config, demo_eval_options, shipped_generator
+
+COLUMNS = ("acc_g", "fidelity", "mse", "ff", "ff_random", "dead", "relevant", "seconds")
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, rest = text.partition(":")
+    return name, [o for o in rest.split(",") if o]
+
+
+def train_classifier_once(out: Path, device: str, tiny: bool) -> Path:
+    from viscoin.data import build_dataset
+    from viscoin.train.classifier import train_classifier
+    from viscoin.utils.device import resolve_device, seed_everything
+    from viscoin.utils.runs import new_run
+
+    cfg = demo_config(tiny, device, 0)
+    seed_everything(0)
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    cfg.run.runs_dir, cfg.run.name = str(out), "classifier"
+    run = new_run(out, "classifier", prefix="classifier")
+    cfg.save(run.config)
+    result = train_classifier(cfg, run, train_set, test_set, resolve_device(device), progress=False)
+    print(f"classifier test accuracy {result['best_test_accuracy']:.4f}", flush=True)
+    return run.checkpoints / "best.safetensors"
+
+
+def summarise(metrics: dict) -> dict:
+    """The demo's quality numbers of one run's ``metrics.json``."""
+    row = {
+        "acc_f": metrics["acc_f"],
+        "acc_g": metrics["acc_g"],
+        "fidelity": metrics["fidelity"],
+        "mse": metrics["mse"],
+        "ff": metrics["faithfulness"]["median_ff_f@0.1"],
+        "ff_random": metrics["faithfulness"]["median_random_f@0.1"],
+        "consistency": metrics["consistency"]["consistency_mean"],
+        "dead": metrics["sparsity"]["dead_concepts"],
+        "relevant": metrics["sparsity"]["relevant_concepts_per_image"],
+    }
+    alignment = metrics.get("attribute_alignment", {})
+    defining = {k: v for k, v in alignment.items() if v.get("class_defining")}
+    for name, value in defining.items():
+        row[f"auc:{name}"] = value["best_auc"]
+    if defining:
+        row["auc_min_defining"] = min(v["best_auc"] for v in defining.values())
+    row["auc_nuisance_max"] = max(
+        (v["best_auc"] for k, v in alignment.items() if k not in defining), default=float("nan")
+    )
+    return row
+
+
+def run_one(
+    name: str,
+    overrides: list[str],
+    seed: int,
+    out: Path,
+    classifier: Path,
+    device: str,
+    tiny: bool,
+    threads: int,
+) -> dict:
+    """Train and evaluate one (variant, seed); returns its summary row."""
+    from viscoin.data import build_dataset
+    from viscoin.evaluate.suite import evaluate_model, write_metrics
+    from viscoin.models.viscoin import load_viscoin
+    from viscoin.train.distributed import DistInfo
+    from viscoin.train.viscoin import ViscoinTrainer
+    from viscoin.utils.device import resolve_device, seed_everything
+    from viscoin.utils.runs import new_run
+
+    torch.set_num_threads(threads)
+    start = time.time()
+    cfg = demo_config(tiny, device, seed, overrides)
+    dev = resolve_device(cfg.run.device)
+    seed_everything(seed)
+    train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+    cfg.run.runs_dir, cfg.run.name = str(out), f"{name}-s{seed}"
+    run = new_run(out, cfg.run.name, prefix="viscoin")
+    cfg.save(run.config)
+    trainer = ViscoinTrainer(
+        cfg, run, classifier, shipped_generator(), train_set, test_set, DistInfo(0, 1, 0, dev)
+    )
+    trainer.fit(progress=False)
+    model = load_viscoin(run.checkpoints / "viscoin.safetensors", dev)
+    metrics = evaluate_model(model, test_set, dev, demo_eval_options(tiny, seed))
+    metrics["dataset"] = "shapes"
+    write_metrics(metrics, run.path)
+    row = {"variant": name, "seed": seed, "overrides": overrides, **summarise(metrics)}
+    row["seconds"] = time.time() - start
+    return row
+
+
+def table(rows: list[dict], variants: list[str]) -> str:
+    """Per variant: mean ± standard deviation over its seeds (markdown)."""
+    keys = [k for k in COLUMNS if k in rows[0]] + [k for k in rows[0] if k.startswith("auc")]
+    lines = [
+        "| variant | seeds | " + " | ".join(k.removeprefix("auc:") for k in keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for name in variants:
+        group = [r for r in rows if r["variant"] == name]
+        if not group:
+            continue
+        cells = []
+        for k in keys:
+            values = [float(r[k]) for r in group]
+            mean = statistics.fmean(values)
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            digits = 0 if k == "seconds" else 3
+            cells.append(
+                f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread else f"{mean:.{digits}f}"
+            )
+        lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--classifier", type=Path, help="demo classifier (default: train one)")
+    parser.add_argument("--variant", action="append", default=[], help="NAME[:k=v,k=v]")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per run (0: cores/jobs)"
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", dest="common", action="append", default=[], help="for every run")
+    parser.add_argument("--tiny", action="store_true", help="the demo's --quick sizes (smoke test)")
+    args = parser.parse_args(argv)
+
+    variants = [parse_variant(v) for v in (args.variant or ["base"])]
+    args.out.mkdir(parents=True, exist_ok=True)
+    classifier = args.classifier or train_classifier_once(args.out, args.device, args.tiny)
+    threads = args.threads or max(1, (mp.cpu_count() or 1) // args.jobs)
+    jobs = [
+        (name, [*args.common, *overrides], seed)
+        for name, overrides in variants
+        for seed in args.seeds
+    ]
+    rows: list[dict] = []
+    result_path = args.out / "sweep.json"
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(
+                run_one, name, o, seed, args.out, classifier, args.device, args.tiny, threads
+            ): (name, seed)
+            for name, o, seed in jobs
+        }
+        for future in as_completed(futures):
+            name, seed = futures[future]
+            try:
+                row = future.result()
+            except Exception as error:  # one failed run must not lose the others
+                print(f"{name} seed {seed} failed: {error!r}", file=sys.stderr, flush=True)
+                continue
+            rows.append(row)
+            aucs = " ".join(
+                f"{k.removeprefix('auc:')} {v:.3f}" for k, v in row.items() if k.startswith("auc")
+            )
+            print(
+                f"{name} s{seed}: mse {row['mse']:.4f} ff {row['ff']:.3f} acc_g {row['acc_g']:.3f} "
+                f"dead {row['dead']} {aucs} ({row['seconds']:.0f}s)",
+                flush=True,
+            )
+            result_path.write_text(json.dumps({"rows": rows}, indent=1))
+    if not rows:
+        print("every run failed", file=sys.stderr)
+        return 1
+    print(table(rows, [name for name, _ in variants]))
+    return 0 if len(rows) == len(jobs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
