@@ -11,6 +11,7 @@ processes (``--jobs``), which is how a GPU with many CPU cores sweeps many small
 A variant is ``NAME`` or ``NAME:key=value,key=value``. Without ``--classifier`` the demo's
 classifier is trained first (seed 0) into ``OUT/classifier``. Results: ``OUT/sweep.json`` (every
 run's summary) and ``OUT/<variant>-s<seed>/`` (config, checkpoints, metrics.json).
+``--table A.json B.json`` prints the table of earlier sweeps together.
 """
 
 from __future__ import annotations
@@ -28,7 +29,18 @@ import torch
 
 from viscoin.demo import demo_config, demo_eval_options, shipped_generator
 
-COLUMNS = ("acc_g", "fidelity", "mse", "ff", "ff_random", "dead", "relevant", "seconds")
+COLUMNS = (
+    "acc_g",
+    "fidelity",
+    "mse",
+    "ff",
+    "ff_random",
+    "ff_mean",
+    "ff_random_mean",
+    "dead",
+    "relevant",
+    "seconds",
+)
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -62,6 +74,8 @@ def summarise(metrics: dict) -> dict:
         "mse": metrics["mse"],
         "ff": metrics["faithfulness"]["median_ff_f@0.1"],
         "ff_random": metrics["faithfulness"]["median_random_f@0.1"],
+        "ff_mean": metrics["faithfulness"]["mean_ff_f@0.1"],
+        "ff_random_mean": metrics["faithfulness"]["mean_random_f@0.1"],
         "consistency": metrics["consistency"]["consistency_mean"],
         "dead": metrics["sparsity"]["dead_concepts"],
         "relevant": metrics["sparsity"]["relevant_concepts_per_image"],
@@ -121,10 +135,14 @@ def run_one(
 
 def table(rows: list[dict], variants: list[str]) -> str:
     """Per variant: mean ± standard deviation over its seeds (markdown)."""
-    keys = [k for k in COLUMNS if k in rows[0]] + [k for k in rows[0] if k.startswith("auc")]
+    keys = [k for k in (*COLUMNS, *rows[0]) if k.startswith("auc") or k in COLUMNS]
+    keys = [k for k in dict.fromkeys(keys) if all(k in r for r in rows)]
+    aligned = "auc_min_defining" in rows[0]
     lines = [
-        "| variant | seeds | " + " | ".join(k.removeprefix("auc:") for k in keys) + " |",
-        "|---|---|" + "---|" * len(keys),
+        "| variant | seeds | "
+        + " | ".join(k.removeprefix("auc:") for k in keys)
+        + (" | seeds with every class-defining AUC ≥ 0.9 |" if aligned else " |"),
+        "|---|---|" + "---|" * (len(keys) + aligned),
     ]
     for name in variants:
         group = [r for r in rows if r["variant"] == name]
@@ -139,13 +157,18 @@ def table(rows: list[dict], variants: list[str]) -> str:
             cells.append(
                 f"{mean:.{digits}f} ± {spread:.{digits}f}" if spread else f"{mean:.{digits}f}"
             )
+        if aligned:
+            cells.append(f"{sum(r['auc_min_defining'] >= 0.9 for r in group)}/{len(group)}")
         lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="folder of the runs and sweep.json")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", help="only print the table of these sweep.json files"
+    )
     parser.add_argument("--classifier", type=Path, help="demo classifier (default: train one)")
     parser.add_argument("--variant", action="append", default=[], help="NAME[:k=v,k=v]")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -158,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the demo's --quick sizes (smoke test)")
     args = parser.parse_args(argv)
 
+    if args.table:
+        rows = [row for path in args.table for row in json.loads(path.read_text())["rows"]]
+        print(table(rows, list(dict.fromkeys(r["variant"] for r in rows))))
+        return 0
+    if args.out is None:
+        parser.error("--out is required (or --table to summarise earlier sweeps)")
     variants = [parse_variant(v) for v in (args.variant or ["base"])]
     args.out.mkdir(parents=True, exist_ok=True)
     classifier = args.classifier or train_classifier_once(args.out, args.device, args.tiny)

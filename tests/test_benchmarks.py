@@ -90,3 +90,10 @@ def test_demo_sweep_tiny(tmp_path):
     saved = json.loads((out / "k8-s0" / "metrics.json").read_text())
     assert saved["sparsity"]["concepts"] == 8
     assert {"auc:body_colour", "auc:wing_pattern", "auc:head_crest"} <= set(k8)
+    summary = _run("benchmarks/demo_sweep.py", "--table", str(out / "sweep.json"))
+    assert "| k8 | 1 |" in summary and "seeds with every class-defining AUC" in summary
+
+
+def test_demo_sweep_table_of_the_recorded_results():
+    text = _run("benchmarks/demo_sweep.py", "--table", "benchmarks/results/demo-sweep/h200.json")
+    assert text.count("\n") >= 3 and "| δ 0.005 | 9 |" in text

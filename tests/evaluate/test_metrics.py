@@ -51,6 +51,9 @@ def test_faithfulness_on_a_known_model():
     summary = summarise_faithfulness(scores)
     assert summary["median_ff_f@0.1"] == pytest.approx(expected)
     assert summary["mean_removed@0.1"] == 1.0
+    assert summary["mean_ff_f@0.1"] == pytest.approx(expected)
+    assert summary["mean_random_f@0.1"] == pytest.approx(np.mean(scores["random_f@0.1"]))
+    assert summary["median_random_f@0.1"] == pytest.approx(np.median(scores["random_f@0.1"]))
 
 
 def test_random_baseline_removes_the_same_number():

@@ -66,11 +66,14 @@ def _random_mask(counts: torch.Tensor, n_concepts: int, gen: torch.Generator) ->
 
 
 def summarise_faithfulness(scores: dict[str, np.ndarray]) -> dict[str, float]:
-    """Medians over images (the paper's statistic) and the mean number of removed concepts."""
+    """Medians over images (the paper's statistic), means, and the mean number of removed concepts.
+
+    The means matter for the random baseline: removing a few random concepts of many leaves most
+    images' prediction untouched, so its median is often exactly 0 while its mean is not.
+    """
     summary = {}
     for key, values in scores.items():
-        if key.startswith("removed@"):
-            summary[f"mean_{key}"] = float(np.mean(values))
-        else:
+        if not key.startswith("removed@"):
             summary[f"median_{key}"] = float(np.median(values))
+        summary[f"mean_{key}"] = float(np.mean(values))
     return summary
