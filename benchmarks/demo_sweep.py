@@ -10,7 +10,8 @@ processes (``--jobs``), which is how a GPU with many CPU cores sweeps many small
 
 A variant is ``NAME`` or ``NAME:key=value,key=value``. Without ``--classifier`` the demo's
 classifier is trained first (seed 0) into ``OUT/classifier``. Results: ``OUT/sweep.json`` (every
-run's summary) and ``OUT/<variant>-s<seed>/`` (config, checkpoints, metrics.json).
+run's summary, kept across sweeps into the same folder) and ``OUT/<variant>-s<seed>/`` (config,
+checkpoints, metrics.json).
 ``--table A.json B.json`` prints the table of earlier sweeps together.
 """
 
@@ -74,12 +75,13 @@ def summarise(metrics: dict) -> dict:
         "mse": metrics["mse"],
         "ff": metrics["faithfulness"]["median_ff_f@0.1"],
         "ff_random": metrics["faithfulness"]["median_random_f@0.1"],
-        "ff_mean": metrics["faithfulness"]["mean_ff_f@0.1"],
-        "ff_random_mean": metrics["faithfulness"]["mean_random_f@0.1"],
         "consistency": metrics["consistency"]["consistency_mean"],
         "dead": metrics["sparsity"]["dead_concepts"],
         "relevant": metrics["sparsity"]["relevant_concepts_per_image"],
     }
+    if "mean_ff_f@0.1" in metrics["faithfulness"]:
+        row["ff_mean"] = metrics["faithfulness"]["mean_ff_f@0.1"]
+        row["ff_random_mean"] = metrics["faithfulness"]["mean_random_f@0.1"]
     alignment = metrics.get("attribute_alignment", {})
     defining = {k: v for k, v in alignment.items() if v.get("class_defining")}
     for name, value in defining.items():
@@ -196,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, overrides in variants
         for seed in args.seeds
     ]
-    rows: list[dict] = []
+    # runs of earlier sweeps into the same folder stay in sweep.json (a run folder is never reused)
     result_path = args.out / "sweep.json"
+    earlier = json.loads(result_path.read_text())["rows"] if result_path.is_file() else []
+    rows: list[dict] = []
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {
@@ -222,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"dead {row['dead']} {aucs} ({row['seconds']:.0f}s)",
                 flush=True,
             )
-            result_path.write_text(json.dumps({"rows": rows}, indent=1))
+            result_path.write_text(json.dumps({"rows": [*earlier, *rows]}, indent=1))
     if not rows:
         print("every run failed", file=sys.stderr)
         return 1
-    print(table(rows, [name for name, _ in variants]))
+    every = [*earlier, *rows]
+    print(table(every, list(dict.fromkeys(r["variant"] for r in every))))
     return 0 if len(rows) == len(jobs) else 1
 
 

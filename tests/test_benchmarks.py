@@ -90,8 +90,27 @@ def test_demo_sweep_tiny(tmp_path):
     saved = json.loads((out / "k8-s0" / "metrics.json").read_text())
     assert saved["sparsity"]["concepts"] == 8
     assert {"auc:body_colour", "auc:wing_pattern", "auc:head_crest"} <= set(k8)
+    # a later sweep into the same folder, with the first one's classifier, adds to sweep.json
+    _run(
+        "benchmarks/demo_sweep.py",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--classifier",
+        str(out / "classifier" / "checkpoints" / "best.safetensors"),
+        "--set",
+        "viscoin.iterations=3",
+        "--seeds",
+        "1",
+        "--variant",
+        "k8:viscoin.n_concepts=8",
+    )
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", 0), ("k8", 0), ("k8", 1)]
     summary = _run("benchmarks/demo_sweep.py", "--table", str(out / "sweep.json"))
-    assert "| k8 | 1 |" in summary and "seeds with every class-defining AUC" in summary
+    assert "| k8 | 2 |" in summary and "seeds with every class-defining AUC" in summary
 
 
 def test_demo_sweep_table_of_the_recorded_results():
