@@ -115,4 +115,4 @@ def test_demo_sweep_tiny(tmp_path):
 
 def test_demo_sweep_table_of_the_recorded_results():
     text = _run("benchmarks/demo_sweep.py", "--table", "benchmarks/results/demo-sweep/h200.json")
-    assert text.count("\n") >= 3 and "| δ 0.005 | 9 |" in text
+    assert text.count("\n") >= 3 and "| δ 0.005 (the demo) | 9 |" in text
