@@ -143,6 +143,19 @@ def test_frechet_distance_closed_form_for_diagonal_gaussians():
     assert frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_frechet_distance_of_singular_covariances_is_quiet_and_right():
+    """Features that never fire give zero-variance dimensions: same closed form, no warning."""
+    import warnings
+
+    mu1, mu2 = np.array([0.0, 1.0, 0.0]), np.array([2.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 0.0, 0.0]), np.array([4.0, 0.0, 0.0])
+    expected = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2))
+    assert value == pytest.approx(expected, abs=1e-5)
+
+
 def test_frechet_distance_of_streams_with_a_stand_in_extractor():
     torch.manual_seed(0)
     real = [torch.randint(0, 256, (16, 3, 2, 2), dtype=torch.uint8) for _ in range(3)]

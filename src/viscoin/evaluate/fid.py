@@ -9,6 +9,7 @@ and reused (the Inception weights are loaded once per process, never per call).
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -51,10 +52,15 @@ def frechet_distance(
 ) -> float:
     """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½), as in the standard FID code (with its ε fallback)."""
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    # Feature covariances are often singular (features that never fire, fewer images than
+    # dimensions); sqrtm then warns on every call although its result is the one the standard
+    # code uses, and non-finite results fall back to the ε offset below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * 1e-6
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
