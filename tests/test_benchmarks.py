@@ -68,20 +68,12 @@ def test_generator_fid_runs_on_the_shipped_generator(tmp_path):
 
 def test_demo_sweep_tiny(tmp_path):
     out = tmp_path / "sweep"
-    text = _run(
-        "benchmarks/demo_sweep.py",
-        "--tiny",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--set",
-        "viscoin.iterations=3",
-        "--variant",
-        "base",
-        "--variant",
-        "k8:viscoin.n_concepts=8",
-    )
+
+    def sweep(*args: str) -> str:
+        common = ("--tiny", "--device", "cpu", "--out", str(out), "--set", "viscoin.iterations=3")
+        return _run("benchmarks/demo_sweep.py", *common, *args)
+
+    text = sweep("--variant", "base", "--variant", "k8:viscoin.n_concepts=8")
     assert "| k8 | 1 |" in text and "| base | 1 |" in text
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert sorted(r["variant"] for r in rows) == ["base", "k8"]
@@ -91,22 +83,8 @@ def test_demo_sweep_tiny(tmp_path):
     assert saved["sparsity"]["concepts"] == 8
     assert {"auc:body_colour", "auc:wing_pattern", "auc:head_crest"} <= set(k8)
     # a later sweep into the same folder, with the first one's classifier, adds to sweep.json
-    _run(
-        "benchmarks/demo_sweep.py",
-        "--tiny",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        "--classifier",
-        str(out / "classifier" / "checkpoints" / "best.safetensors"),
-        "--set",
-        "viscoin.iterations=3",
-        "--seeds",
-        "1",
-        "--variant",
-        "k8:viscoin.n_concepts=8",
-    )
+    classifier = out / "classifier" / "checkpoints" / "best.safetensors"
+    sweep("--classifier", str(classifier), "--seeds", "1", "--variant", "k8:viscoin.n_concepts=8")
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", 0), ("k8", 0), ("k8", 1)]
     summary = _run("benchmarks/demo_sweep.py", "--table", str(out / "sweep.json"))
