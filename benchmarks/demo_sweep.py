@@ -28,7 +28,13 @@ from pathlib import Path
 
 import torch
 
-from viscoin.demo import demo_config, demo_eval_options, shipped_generator
+from viscoin.demo import (
+    demo_config,
+    evaluate_demo_run,
+    shipped_generator,
+    train_demo_classifier,
+    train_demo_viscoin,
+)
 
 COLUMNS = (
     "acc_g",
@@ -51,19 +57,15 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 def train_classifier_once(out: Path, device: str, tiny: bool) -> Path:
     from viscoin.data import build_dataset
-    from viscoin.train.classifier import train_classifier
     from viscoin.utils.device import resolve_device, seed_everything
-    from viscoin.utils.runs import new_run
 
     cfg = demo_config(tiny, device, 0)
     seed_everything(0)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
-    cfg.run.runs_dir, cfg.run.name = str(out), "classifier"
-    run = new_run(out, "classifier", prefix="classifier")
-    cfg.save(run.config)
-    result = train_classifier(cfg, run, train_set, test_set, resolve_device(device), progress=False)
+    dev = resolve_device(device)
+    classifier, result = train_demo_classifier(cfg, out, train_set, test_set, dev, False)
     print(f"classifier test accuracy {result['best_test_accuracy']:.4f}", flush=True)
-    return run.checkpoints / "best.safetensors"
+    return classifier
 
 
 def summarise(metrics: dict) -> dict:
@@ -106,12 +108,7 @@ def run_one(
 ) -> dict:
     """Train and evaluate one (variant, seed); returns its summary row."""
     from viscoin.data import build_dataset
-    from viscoin.evaluate.suite import evaluate_model, write_metrics
-    from viscoin.models.viscoin import load_viscoin
-    from viscoin.train.distributed import DistInfo
-    from viscoin.train.viscoin import ViscoinTrainer
     from viscoin.utils.device import resolve_device, seed_everything
-    from viscoin.utils.runs import new_run
 
     torch.set_num_threads(threads)
     start = time.time()
@@ -119,17 +116,18 @@ def run_one(
     dev = resolve_device(cfg.run.device)
     seed_everything(seed)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
-    cfg.run.runs_dir, cfg.run.name = str(out), f"{name}-s{seed}"
-    run = new_run(out, cfg.run.name, prefix="viscoin")
-    cfg.save(run.config)
-    trainer = ViscoinTrainer(
-        cfg, run, classifier, shipped_generator(), train_set, test_set, DistInfo(0, 1, 0, dev)
+    run_path = train_demo_viscoin(
+        cfg,
+        out,
+        f"{name}-s{seed}",
+        classifier,
+        shipped_generator(),
+        train_set,
+        test_set,
+        dev,
+        False,
     )
-    trainer.fit(progress=False)
-    model = load_viscoin(run.checkpoints / "viscoin.safetensors", dev)
-    metrics = evaluate_model(model, test_set, dev, demo_eval_options(tiny, seed))
-    metrics["dataset"] = "shapes"
-    write_metrics(metrics, run.path)
+    _, metrics = evaluate_demo_run(run_path, test_set, dev, tiny, seed, False)
     row = {"variant": name, "seed": seed, "overrides": overrides, **summarise(metrics)}
     row["seconds"] = time.time() - start
     return row
@@ -137,9 +135,9 @@ def run_one(
 
 def table(rows: list[dict], variants: list[str]) -> str:
     """Per variant: mean ± standard deviation over its seeds (markdown)."""
-    keys = [k for k in (*COLUMNS, *rows[0]) if k.startswith("auc") or k in COLUMNS]
-    keys = [k for k in dict.fromkeys(keys) if all(k in r for r in rows)]
-    aligned = "auc_min_defining" in rows[0]
+    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith("auc"))]
+    keys = [k for k in keys if all(k in r for r in rows)]
+    aligned = "auc_min_defining" in keys
     lines = [
         "| variant | seeds | "
         + " | ".join(k.removeprefix("auc:") for k in keys)

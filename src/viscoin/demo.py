@@ -112,13 +112,7 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage into ``out`` (``out/classifier``, ``out/viscoin`` with ``report.html``)."""
     from viscoin.data import build_dataset
-    from viscoin.evaluate.suite import evaluate_model, write_metrics
-    from viscoin.models.viscoin import load_viscoin
-    from viscoin.train.classifier import train_classifier
-    from viscoin.train.distributed import DistInfo
-    from viscoin.train.viscoin import ViscoinTrainer
     from viscoin.utils.device import resolve_device, seed_everything
-    from viscoin.utils.runs import new_run
 
     start = time.time()
     cfg = demo_config(quick, device, seed, overrides)
@@ -142,43 +136,82 @@ def run_demo(
     )
 
     stage(2, f"training the classifier ({cfg.classifier.arch}, {cfg.classifier.epochs} epochs)")
-    cfg.run.runs_dir, cfg.run.name = str(out), "classifier"
-    f_run = new_run(out, "classifier", prefix="classifier")
-    cfg.save(f_run.config)
-    f_result = train_classifier(cfg, f_run, train_set, test_set, dev, progress=progress)
+    classifier, f_result = train_demo_classifier(cfg, out, train_set, test_set, dev, progress)
     echo(f"      classifier test accuracy {f_result['best_test_accuracy']:.4f}")
 
     stage(
         3,
         f"training VisCoIN ({cfg.viscoin.iterations} iterations, {cfg.viscoin.n_concepts} concepts)",
     )
-    cfg.run.name = "viscoin"
-    v_run = new_run(out, "viscoin", prefix="viscoin")
-    cfg.save(v_run.config)
-    trainer = ViscoinTrainer(
-        cfg,
-        v_run,
-        f_run.checkpoints / "best.safetensors",
-        generator,
-        train_set,
-        test_set,
-        DistInfo(0, 1, 0, dev),
+    v_path = train_demo_viscoin(
+        cfg, out, "viscoin", classifier, generator, train_set, test_set, dev, progress
     )
-    trainer.fit(progress=progress)
 
     stage(
         4, "evaluating (accuracy, fidelity, reconstruction, faithfulness, consistency, alignment)"
     )
-    model = load_viscoin(v_run.checkpoints / "viscoin.safetensors", dev)
-    metrics = evaluate_model(model, test_set, dev, demo_eval_options(quick, cfg.run.seed, progress))
-    metrics["dataset"] = "shapes"
-    write_metrics(metrics, v_run.path)
+    model, metrics = evaluate_demo_run(v_path, test_set, dev, quick, cfg.run.seed, progress)
 
     stage(5, "writing the HTML concept atlas")
-    report = write_demo_report(v_run.path, model, test_set, quick, progress)
+    report = write_demo_report(v_path, model, test_set, quick, progress)
     seconds = time.time() - start
     echo(f"done in {seconds:.0f}s")
     return DemoResult(out, report, metrics, seconds)
+
+
+def train_demo_classifier(
+    cfg: Config, out: Path, train_set: Any, test_set: Any, device: torch.device, progress: bool
+) -> tuple[Path, dict[str, Any]]:
+    """Stage 2: the classifier into ``out/classifier`` → (its best checkpoint, training summary)."""
+    from viscoin.train.classifier import train_classifier
+    from viscoin.utils.runs import new_run
+
+    cfg.run.runs_dir, cfg.run.name = str(out), "classifier"
+    run = new_run(out, "classifier", prefix="classifier")
+    cfg.save(run.config)
+    result = train_classifier(cfg, run, train_set, test_set, device, progress=progress)
+    return run.checkpoints / "best.safetensors", result
+
+
+def train_demo_viscoin(
+    cfg: Config,
+    out: Path,
+    name: str,
+    classifier: Path,
+    generator: Path,
+    train_set: Any,
+    test_set: Any,
+    device: torch.device,
+    progress: bool,
+) -> Path:
+    """Stage 3: VisCoIN against ``classifier`` and ``generator`` into ``out/name`` → that folder."""
+    from viscoin.train.distributed import DistInfo
+    from viscoin.train.viscoin import ViscoinTrainer
+    from viscoin.utils.runs import new_run
+
+    cfg.run.runs_dir, cfg.run.name = str(out), name
+    run = new_run(out, name, prefix="viscoin")
+    cfg.save(run.config)
+    trainer = ViscoinTrainer(
+        cfg, run, classifier, generator, train_set, test_set, DistInfo(0, 1, 0, device)
+    )
+    trainer.fit(progress=progress)
+    return run.path
+
+
+def evaluate_demo_run(
+    run_path: Path, test_set: Any, device: torch.device, quick: bool, seed: int, progress: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Stage 4: the trained model of ``run_path`` evaluated as the demo does; ``metrics.json``
+    written beside it → (model, metrics)."""
+    from viscoin.evaluate.suite import evaluate_model, write_metrics
+    from viscoin.models.viscoin import load_viscoin
+
+    model = load_viscoin(run_path / "checkpoints" / "viscoin.safetensors", device)
+    metrics = evaluate_model(model, test_set, device, demo_eval_options(quick, seed, progress))
+    metrics["dataset"] = "shapes"
+    write_metrics(metrics, run_path)
+    return model, metrics
 
 
 def demo_eval_options(quick: bool, seed: int, progress: bool = False) -> Any:
