@@ -84,8 +84,15 @@ def summarise(metrics: dict) -> dict:
     if "mean_ff_f@0.1" in metrics["faithfulness"]:
         row["ff_mean"] = metrics["faithfulness"]["mean_ff_f@0.1"]
         row["ff_random_mean"] = metrics["faithfulness"]["mean_random_f@0.1"]
+    shown = metrics.get("recon_attributes", {})
+    if "all_class_defining" in shown:
+        row["rec_all"] = shown["all_class_defining"]
+        row["rec_worst_class"] = shown["worst_class"]["all_class_defining"]["accuracy"]
     alignment = metrics.get("attribute_alignment", {})
     defining = {k: v for k, v in alignment.items() if v.get("class_defining")}
+    for name in defining:
+        if name in shown:
+            row[f"rec:{name}"] = shown[name]
     for name, value in defining.items():
         row[f"auc:{name}"] = value["best_auc"]
     if defining:
@@ -135,12 +142,12 @@ def run_one(
 
 def table(rows: list[dict], variants: list[str]) -> str:
     """Per variant: mean ± standard deviation over its seeds (markdown)."""
-    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith("auc"))]
+    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith(("auc", "rec")))]
     keys = [k for k in keys if all(k in r for r in rows)]
     aligned = "auc_min_defining" in keys
     lines = [
         "| variant | seeds | "
-        + " | ".join(k.removeprefix("auc:") for k in keys)
+        + " | ".join(k.removeprefix("auc:").replace("rec:", "shown ") for k in keys)
         + (" | seeds with every class-defining AUC ≥ 0.9 |" if aligned else " |"),
         "|---|---|" + "---|" * (len(keys) + aligned),
     ]

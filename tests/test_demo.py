@@ -21,8 +21,12 @@ def test_demo_quick_end_to_end(tmp_path):
         "faithfulness",
         "consistency",
         "attribute_alignment",
+        "recon_attributes",
     ):
         assert key in metrics
+    shown = metrics["recon_attributes"]
+    assert shown["images"] == 128 and 0.0 <= shown["all_class_defining"] <= 1.0
+    assert shown["chance"]["body_colour"] == 0.25 and len(shown["per_class"]) >= 5
     assert (out / "classifier" / "checkpoints" / "best.safetensors").is_file()
     assert (out / "viscoin" / "checkpoints" / "viscoin.safetensors").is_file()
     # a second run into the same folder is refused instead of mixing results

@@ -223,6 +223,7 @@ def demo_eval_options(quick: bool, seed: int, progress: bool = False) -> Any:
         faithfulness_images=128 if quick else 500,
         consistency_concepts=4 if quick else 8,
         consistency_images=32 if quick else 120,
+        recon_attribute_images=128 if quick else 500,
         fid=False,
         seed=seed,
         progress=progress,

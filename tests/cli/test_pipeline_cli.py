@@ -38,6 +38,9 @@ def test_evaluate_writes_every_metric(trained_run, tmp_path):
     ):
         assert key in metrics, key
     assert set(metrics["attribute_alignment"]) >= {"body_colour", "wing_pattern", "head_crest"}
+    assert "reconstructions show the class-defining attributes" in proc.stdout
+    assert set(metrics["recon_attributes"]["chance"]) == set(metrics["attribute_alignment"])
+    assert "per_class" not in (out / "metrics.md").read_text()
     assert "| acc_f |" in (out / "metrics.md").read_text()
 
 

@@ -38,6 +38,16 @@ def test_loss_goes_down(tmp_path, parts):
     assert {"acc_f", "acc_g", "fidelity", "mse", "l1"} <= set(tests[-1])
 
 
+def test_real_images_only(tmp_path, parts):
+    """fake_batch = 0 trains on the real images alone (no sample from G)."""
+    cfg = tiny_config(tmp_path, iterations=3, fake_batch=0)
+    trainer = _trainer(cfg, "real-only", parts, n=8)
+    trainer.fit(progress=False)
+    assert trainer._fake_batch(0).shape == (0, 3, 32, 32)
+    totals = [r["total"] for r in read_metrics(trainer.run.metrics) if r["split"] == "train"]
+    assert len(totals) == 3 and all(t == t for t in totals)
+
+
 def test_speed_options_give_the_same_losses(tmp_path, parts):
     """bf16 + channels_last change how the step is computed, not what: the first steps' losses
     match float32 to bf16 precision, and the gamma schedule switches the classifier term on."""

@@ -35,12 +35,16 @@ class VisionDataset(Dataset):
         needs_root: False for datasets that are generated, not read from disk.
         default_options: accepted ``data.options`` keys with their defaults, filled by the
             registry from the constructor's keyword-only parameters.
+        renders_counterfactuals: True for datasets whose ``render(index, **{attribute: value})``
+            draws image ``index`` with attributes changed (read by
+            :mod:`viscoin.evaluate.recon_attributes`).
     """
 
     name: ClassVar[str] = ""
     layout: ClassVar[str] = ""
     needs_root: ClassVar[bool] = True
     default_options: ClassVar[dict[str, Any]] = {}
+    renders_counterfactuals: ClassVar[bool] = False
 
     def __init__(self, root: Path | None, split: str, resolution: int, augment: bool) -> None:
         if split not in SPLITS:

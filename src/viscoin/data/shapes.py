@@ -150,6 +150,7 @@ class Shapes(VisionDataset):
     """
 
     needs_root = False
+    renders_counterfactuals = True
 
     def __init__(
         self,
@@ -187,11 +188,28 @@ class Shapes(VisionDataset):
         """The 7 attributes of every image, LongTensor ``(N, 7)`` (order: ``attribute_names``)."""
         return self._attributes
 
-    def render(self, index: int) -> np.ndarray:
-        """Image ``index`` before augmentation: float32 ``(R, R, 3)`` in [0, 1]."""
+    def render(self, index: int, **values: int) -> np.ndarray:
+        """Image ``index`` before augmentation: float32 ``(R, R, 3)`` in [0, 1].
+
+        ``values`` (attribute name → value index, e.g. ``body_colour=1``) draw the same image with
+        those attributes changed and everything else — pose, size, background, noise — as it is:
+        the counterfactuals that :mod:`viscoin.evaluate.recon_attributes` compares
+        reconstructions with.
+        """
         if not 0 <= index < self.count:
             raise IndexError(f"shapes: index {index} out of range for {self.count} images")
-        return draw_bird(self._rng(index), self.resolution, self.noise)
+        override = {}
+        for name, value in values.items():
+            if name not in ATTRIBUTES:
+                raise UserError(
+                    f"shapes: unknown attribute '{name}'. Use one of: {', '.join(ATTRIBUTES)}"
+                )
+            if not 0 <= value < len(ATTRIBUTES[name]):
+                raise UserError(
+                    f"shapes: {name} must be a value index in [0, {len(ATTRIBUTES[name])}), got {value}"
+                )
+            override[list(ATTRIBUTES).index(name)] = int(value)
+        return draw_bird(self._rng(index), self.resolution, self.noise, override)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = torch.from_numpy(self.render(index)).permute(2, 0, 1).contiguous()
@@ -212,13 +230,23 @@ def _sample_attributes(rng: np.random.Generator) -> np.ndarray:
     return np.array([*_CLASS_CODES[label], tail, beak, background, facing], dtype=np.int64)
 
 
-def draw_bird(rng: np.random.Generator, resolution: int, noise: float) -> np.ndarray:
+def draw_bird(
+    rng: np.random.Generator,
+    resolution: int,
+    noise: float,
+    override: dict[int, int] | None = None,
+) -> np.ndarray:
     """Draw one bird from ``rng`` (attribute draws first, as in :func:`_sample_attributes`).
 
-    Returns float32 ``(R, R, 3)`` in [0, 1]. Each part is an anti-aliased convex shape painted
-    over the window it covers, with numpy operations on precomputed pixel-centre coordinates.
+    ``override`` maps attribute positions (order of :data:`ATTRIBUTES`) to values that replace
+    the drawn ones; every later draw is unchanged. Returns float32 ``(R, R, 3)`` in [0, 1]. Each
+    part is an anti-aliased convex shape painted over the window it covers, with numpy operations
+    on precomputed pixel-centre coordinates.
     """
-    body, wing, crest, tail, beak, background, facing = _sample_attributes(rng)
+    drawn = _sample_attributes(rng)
+    for position, value in (override or {}).items():
+        drawn[position] = value
+    body, wing, crest, tail, beak, background, facing = drawn
     res = resolution
     # continuous nuisances
     size = res * rng.uniform(0.55, 0.78)

@@ -27,6 +27,11 @@ from viscoin.evaluate.fid import (
     frechet_distance,
     inception_features,
 )
+from viscoin.evaluate.recon_attributes import (
+    attributes_shown,
+    can_draw_counterfactuals,
+    summarise_recon_attributes,
+)
 from viscoin.models.viscoin import Viscoin
 from viscoin.utils.io import atomic_write_text
 
@@ -40,6 +45,8 @@ class EvalOptions:
     consistency_concepts: int = 10
     consistency_images: int = 200
     relevance_threshold: float = 0.2
+    # reconstructions read for their attributes (datasets that draw counterfactuals); 0: none
+    recon_attribute_images: int = 1000
     fid: bool = True
     inception_weights: str | None = None
     lpips: torch.nn.Module | None = None
@@ -63,6 +70,14 @@ def evaluate_model(
     cls_features = classifier_features(model.classifier)
     sums = {"acc_f": 0.0, "acc_g": 0.0, "fidelity": 0.0, "mse": 0.0, "l1": 0.0, "lpips": 0.0}
     activations, relevant = [], []
+    base = getattr(test_set, "dataset", test_set)
+    positions = subset.indices if isinstance(subset, Subset) else range(len(subset))
+    counterfactuals = (
+        opt.recon_attribute_images > 0
+        and can_draw_counterfactuals(test_set)
+        and bool(base.attribute_names)
+    )
+    shown = []
     count = 0
     from tqdm import tqdm
 
@@ -81,6 +96,10 @@ def evaluate_model(
             stats["inc_fake"].update(inception(fake_u8))
         activations.append(out.activations.float().cpu())
         relevant.append((model.relevance(out) > opt.relevance_threshold).sum(1).float().cpu())
+        todo = min(images.shape[0], opt.recon_attribute_images - count)
+        if counterfactuals and todo > 0:
+            batch = positions[count : count + todo]
+            shown.append(attributes_shown(recon[:todo], batch, base, base.attribute_names))
         count += images.shape[0]
     metrics: dict[str, Any] = {
         k: v / count for k, v in sums.items() if k != "lpips" or opt.lpips is not None
@@ -106,9 +125,20 @@ def evaluate_model(
     metrics["consistency"] = _consistency(
         model, subset, alive[: opt.consistency_concepts], device, opt
     )
-    base = getattr(test_set, "dataset", test_set)
     if getattr(base, "attribute_names", None):
         attributes = _attributes(test_set, subset)
+        if counterfactuals:
+            defining = base.attribute_is_class_defining or [False] * len(base.attribute_names)
+            read = np.concatenate(shown)
+            metrics["recon_attributes"] = summarise_recon_attributes(
+                read,
+                attributes[: len(read)],
+                [base.labels[i] for i in positions[: len(read)]],
+                base.attribute_names,
+                base.classes,
+                base.attribute_values,
+                [a for a, d in zip(base.attribute_names, defining, strict=True) if d],
+            )
         metrics["attribute_alignment"] = attribute_alignment(
             acts,
             attributes,
@@ -184,7 +214,7 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     """The headline numbers as a Markdown table (nested sections flattened with '/')."""
     lines = ["| metric | value |", "| --- | --- |"]
     for key, value in _flatten(metrics):
-        if "per_concept" in key or "/values/" in key:
+        if "per_concept" in key or "/values/" in key or "/per_class/" in key:
             continue
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"| {key} | {text} |")
@@ -212,6 +242,13 @@ def headline(metrics: dict[str, Any]) -> str:
     ff = metrics.get("faithfulness", {})
     if "median_ff_f@0.1" in ff:
         parts.append(f"FF@0.1 {ff['median_ff_f@0.1']:.4f} (random {ff['median_random_f@0.1']:.4f})")
+    shown = metrics.get("recon_attributes", {})
+    if "all_class_defining" in shown:
+        worst = shown["worst_class"]["all_class_defining"]
+        parts.append(
+            f"reconstructions show the class-defining attributes {shown['all_class_defining']:.3f}"
+            f" (worst class {worst['class']} {worst['accuracy']:.3f})"
+        )
     cons = metrics.get("consistency", {})
     if cons.get("consistency_concepts"):
         parts.append(f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}")

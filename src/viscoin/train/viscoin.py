@@ -313,6 +313,9 @@ class ViscoinTrainer:
     def _fake_batch(self, step: int) -> torch.Tensor:
         """This rank's share of the step's generated images (latents seeded by (seed, step))."""
         v, G = self.cfg.viscoin, self.generator
+        if v.fake_batch == 0:  # real images only
+            size = G.img_resolution
+            return torch.zeros(0, G.img_channels, size, size, device=self.device)
         gen = step_generator(self.cfg.run.seed, step)
         z = torch.randn(v.fake_batch, G.z_dim, generator=gen)
         c = torch.zeros(v.fake_batch, G.c_dim)
