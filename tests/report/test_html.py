@@ -35,7 +35,18 @@ def _build(tiny_model, tiny_dataset, loader, tmp_path_factory):
         analytics,
         tmp_path_factory.mktemp("report") / "report.html",
         info=[("run", "runs/tiny"), ("dataset", "tiny · test")],
-        metrics={"acc_g": 0.5, "faithfulness": {"tau_0.1": [0.2, 0.03]}, "name": "text is skipped"},
+        metrics={
+            "acc_g": 0.5,
+            "faithfulness": {"tau_0.1": [0.2, 0.03]},
+            "name": "text is skipped",
+            "recon_attributes": {
+                "all_class_defining": 0.375,
+                "per_class": {
+                    "red-bird": {"body_colour": 1.0, "all_class_defining": 0.75},
+                    "blue-bird": {"body_colour": 0.5, "all_class_defining": 0.0},
+                },
+            },
+        },
         records=VISCOIN_RECORDS,
         max_concepts=3,
         n_images=4,
@@ -60,6 +71,10 @@ def test_report_is_self_contained(report):
         image.verify()
         assert image.format == "PNG" and image.width > 0
     assert "faithfulness.tau_0.1[1]" in page and "last test log (step 200)" in page
+    # reconstructions per class: one compact table, not every per-class number in the flat one
+    assert "recon_attributes.all_class_defining" in page and ".per_class." not in page
+    assert "every class-defining attribute, per class" in page
+    assert "red-bird" in page and "blue-bird" in page
 
 
 def test_flatten_numbers():

@@ -48,6 +48,30 @@ def test_real_images_only(tmp_path, parts):
     assert len(totals) == 3 and all(t == t for t in totals)
 
 
+def test_classifier_term_off_skips_f_on_reconstructions(tmp_path, parts):
+    """With γ = 0 (a float) f(x̃) is not computed; losses and gradients are those of the full
+    computation with γ = 0 as a tensor (the compiled path, which always computes it)."""
+    cfg = tiny_config(tmp_path, iterations=1, dropout=0.0)
+    trainer = _trainer(cfg, "skip", parts, n=8)
+    images = torch.stack([TinyImages(4, 3)[i][0] for i in range(4)])
+    calls = []
+    hook = trainer.classifier.register_forward_hook(lambda *args: calls.append(1))
+    results = []
+    for gamma in (0.0, torch.tensor(0.0)):
+        trainer.core.zero_grad(set_to_none=True)
+        terms = trainer.compute.losses(images, True, gamma)
+        terms["total"].backward()
+        grads = [p.grad.clone() for p in trainer.core.parameters() if p.grad is not None]
+        results.append((terms["total"].detach().item(), terms["ce_rec"].detach().item(), grads))
+    hook.remove()
+    assert len(calls) == 1  # only the tensor γ ran f on the reconstructions
+    (total_a, ce_a, grads_a), (total_b, ce_b, grads_b) = results
+    assert total_a == pytest.approx(total_b, rel=1e-6) and ce_a == ce_b == 0.0
+    assert len(grads_a) == len(grads_b) > 0
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_speed_options_give_the_same_losses(tmp_path, parts):
     """bf16 + channels_last change how the step is computed, not what: the first steps' losses
     match float32 to bf16 precision, and the gamma schedule switches the classifier term on."""

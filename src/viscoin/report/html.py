@@ -416,8 +416,13 @@ def build_report(
             # the headline numbers; per-concept and per-value details stay in metrics.json
             k: v
             for k, v in flatten_numbers(metrics).items()
-            if ".per_concept." not in k and ".values." not in k
+            if ".per_concept." not in k and ".values." not in k and ".per_class." not in k
         }
+        per_class = metrics.get("recon_attributes", {}).get("per_class", {})
+        if per_class and all("all_class_defining" in v for v in per_class.values()):
+            tables["reconstructions showing every class-defining attribute, per class"] = {
+                name: values["all_class_defining"] for name, values in per_class.items()
+            }
     curves: list[tuple[str, bytes]] = []
     if records:
         last = last_record(records, "test")

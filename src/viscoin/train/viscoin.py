@@ -88,15 +88,18 @@ def viscoin_losses(
     mark("extractor+head+translator")
     reconstruction = generator.synthesis(w_plus, noise_mode="const", **(synthesis_kwargs or {}))
     mark("synthesis")
-    # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
-    f_rec_logits = classifier(reconstruction)
+    gamma = weights.gamma if gamma is None else gamma
+    if isinstance(gamma, torch.Tensor) or gamma != 0:
+        # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
+        ce_rec = gamma * soft_cross_entropy(classifier(reconstruction), f_logits)
+    else:  # the term is off: f(x̃) and its backward pass would only add zeros
+        ce_rec = reconstruction.new_zeros((), dtype=torch.float32)
     mark("classifier on x̃")
     mse, l1 = pixel_losses(reconstruction, images)
     terms = {
         "mse": mse,
         "l1": l1,
-        "ce_rec": (weights.gamma if gamma is None else gamma)
-        * soft_cross_entropy(f_rec_logits, f_logits),
+        "ce_rec": ce_rec,
         "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
         "w_reg": weights.w_reg * w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
     }
