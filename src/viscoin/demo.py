@@ -20,7 +20,7 @@ import torch
 from viscoin.config import Config, load_config
 from viscoin.errors import UserError
 
-# Overrides of the `shapes` preset for the full demo (about 10 minutes on 2 CPU cores) and the smoke run.
+# Overrides of the `shapes` preset for the full demo (about 7 minutes on 2 CPU cores) and the smoke run.
 DEMO: list[str] = [
     "data.resolution=64",
     "data.num_workers=0",

@@ -30,7 +30,7 @@ def demo_cmd(
 ) -> None:
     """Generate the shapes data, train a classifier and VisCoIN, evaluate, write the concept atlas.
 
-    Example: viscoin demo            (about 8 minutes on 2 CPU cores; --quick: under 1)
+    Example: viscoin demo            (about 7 minutes on 2 CPU cores; --quick: under 1)
     """
     from viscoin.demo import run_demo
     from viscoin.evaluate.suite import headline
