@@ -32,3 +32,18 @@ def test_demo_quick_end_to_end(tmp_path):
     # a second run into the same folder is refused instead of mixing results
     again = run_cli("demo", "--quick", "--out", str(out), "--device", "cpu", "-q")
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_demo_long_schedule_and_conflict(tmp_path):
+    from viscoin.demo import demo_config
+
+    cfg = demo_config(False, "cpu", 0, long=True)
+    assert (cfg.viscoin.iterations, cfg.viscoin.gamma_start, cfg.viscoin.gamma) == (
+        6000,
+        3000,
+        0.01,
+    )
+    assert demo_config(False, "cpu", 0).viscoin.iterations == 2000
+    proc = run_cli("demo", "--quick", "--long", "--out", str(tmp_path / "d"), "--device", "cpu")
+    assert proc.returncode == 2 and "--quick and --long" in proc.stderr
+    assert not (tmp_path / "d").exists()
