@@ -67,8 +67,8 @@ def attributes_shown(
         recon: reconstructions ``(B, 3, R', R')`` in [-1, 1] (resized to the dataset's resolution
             when R' differs).
         indices: the dataset index of each reconstructed image, length B.
-        dataset: a dataset with ``render(index, **{attribute: value})`` → ``(R, R, 3)`` in [0, 1]
-            and ``attribute_values``.
+        dataset: a dataset with ``render(index, **{attribute: value})`` → ``(R, R, 3)`` in [0, 1],
+            ``attribute_names``, ``attribute_values`` and ``all_attributes()``.
         attributes: attribute names to read.
         max_shift: each drawing is compared at its best shift within this many pixels (default
             R/8): a reconstruction whose bird sits a few pixels off still shows its colours.
@@ -83,20 +83,27 @@ def attributes_shown(
     recon = recon.add(1.0).mul(0.5)  # [-1, 1] → [0, 1], as render() draws
     shift = size // 8 if max_shift is None else max_shift
     counts = [len(dataset.attribute_values[name]) for name in attributes]
-    bounds = np.cumsum([0, *counts])
+    positions = [dataset.attribute_names.index(name) for name in attributes]
+    truth = np.asarray(dataset.all_attributes())
     shown = np.empty((len(indices), len(attributes)), dtype=np.int64)
     for row, index in enumerate(indices):
-        drawings = np.stack(
-            [
-                dataset.render(int(index), **{name: value})
-                for name, count in zip(attributes, counts, strict=True)
-                for value in range(count)
-            ]
-        )
-        drawings = torch.from_numpy(drawings).permute(0, 3, 1, 2)  # (ΣV, 3, R, R)
-        errors = shifted_errors(drawings, recon[row], shift)
-        for col in range(len(attributes)):
-            shown[row, col] = int(errors[bounds[col] : bounds[col + 1]].argmin())
+        index = int(index)
+        # the image itself stands for every attribute's true value: drawn once, not once each
+        drawings = [dataset.render(index)]
+        slots = []  # per attribute: the drawing of each of its values
+        for name, count, position in zip(attributes, counts, positions, strict=True):
+            slot = []
+            for value in range(count):
+                if value == truth[index, position]:
+                    slot.append(0)
+                else:
+                    slot.append(len(drawings))
+                    drawings.append(dataset.render(index, **{name: value}))
+            slots.append(slot)
+        stacked = torch.from_numpy(np.stack(drawings)).permute(0, 3, 1, 2)  # (D, 3, R, R)
+        errors = shifted_errors(stacked, recon[row], shift)
+        for col, slot in enumerate(slots):
+            shown[row, col] = int(errors[slot].argmin())
     return shown
 
 
