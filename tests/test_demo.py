@@ -34,16 +34,18 @@ def test_demo_quick_end_to_end(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_demo_long_schedule_and_conflict(tmp_path):
+def test_demo_config_layers():
+    """DEMO, then QUICK for the smoke run, then the caller's overrides; LPIPS off, its place taken
+    by the perceptual distance on f's stage maps."""
     from viscoin.demo import demo_config
 
-    cfg = demo_config(False, "cpu", 0, long=True)
-    assert (cfg.viscoin.iterations, cfg.viscoin.gamma_start, cfg.viscoin.gamma) == (
-        6000,
-        3000,
-        0.01,
+    full = demo_config(False, "cpu", 3)
+    assert (full.viscoin.iterations, full.viscoin.lpips, full.viscoin.feature_weight) == (
+        2000,
+        "none",
+        1.0,
     )
-    assert demo_config(False, "cpu", 0).viscoin.iterations == 2000
-    proc = run_cli("demo", "--quick", "--long", "--out", str(tmp_path / "d"), "--device", "cpu")
-    assert proc.returncode == 2 and "--quick and --long" in proc.stderr
-    assert not (tmp_path / "d").exists()
+    assert full.run.seed == 3 and full.run.device == "cpu"
+    quick = demo_config(True, "cpu", 0)
+    assert quick.viscoin.iterations == 20 and quick.viscoin.feature_weight == 1.0
+    assert demo_config(True, "cpu", 0, ["viscoin.feature_weight=0"]).viscoin.feature_weight == 0

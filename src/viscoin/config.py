@@ -116,6 +116,8 @@ class ViscoinConfig:
     gamma_early: float = 0.0  # its weight before then (fitting the reconstruction first)
     delta: float = 0.2  # sparsity
     w_reg_weight: float = 1.0  # weight of L_w, the pull of W+ towards w̄
+    # weight of a perceptual distance between x̃ and x on f's own stage maps (0: off)
+    feature_weight: float = 0.0
     lpips: str = "vgg"  # vgg | none | path to local LPIPS/VGG weights
     # optimisation
     iterations: int = 100_000

@@ -2,8 +2,10 @@
 
 Generates the data, trains a ResNet-18 classifier, trains VisCoIN against the StyleGAN2 generator
 shipped with the package (trained on the same shapes), evaluates it and writes the HTML concept
-atlas. LPIPS is off (its ImageNet VGG backbone cannot be assumed offline): the reconstruction loss
-is MSE + L1 + the classifier term. Every setting is a preset override listed in :data:`DEMO`.
+atlas. LPIPS is off (its ImageNet VGG backbone cannot be assumed offline); in its place a perceptual
+distance on the classifier's own stage maps (``viscoin.feature_weight``): the reconstruction loss is
+MSE + L1 + that distance + the classifier term. Every setting is a preset override listed in
+:data:`DEMO`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from viscoin.config import Config, load_config
 from viscoin.errors import UserError
 
-# Overrides of the `shapes` preset for the full demo (about 7 minutes on 2 CPU cores) and the smoke run.
+# Overrides of the `shapes` preset for the full demo (about 8 minutes on 2 CPU cores) and the smoke run.
 DEMO: list[str] = [
     "data.resolution=64",
     "data.num_workers=0",
@@ -33,12 +35,15 @@ DEMO: list[str] = [
     "viscoin.n_concepts=32",
     "viscoin.channels=64",
     "viscoin.lpips=none",
+    "viscoin.feature_weight=1.0",
     # Where the demo departs from the paper, so that Ω learns to reconstruct within a CPU budget
     # (README, "The one-command demo", has the measurements): Ω has two layers learning at 3× the
     # base rate; it reads the support Φ' standardised per feature; the classifier term on
     # reconstructions is off for the first half and 0.03 (paper: 0.1) afterwards; the pull of W⁺
     # towards w̄ is weighted 0.1; the sparsity weight δ is 0.005 (paper: 0.2), which leaves a few
     # concepts per image instead of one per class (chosen over seeds: benchmarks/demo_sweep.py).
+    # LPIPS's place is taken by the perceptual distance on f's stage maps, weight 1: without it
+    # the reconstructions lose the crest and often the colour (README).
     "viscoin.translator_lr_multiplier=3.0",
     "viscoin.translator_layers=2",
     "viscoin.translator_input_norm=batch",
@@ -67,13 +72,6 @@ QUICK: list[str] = [
     "viscoin.checkpoint_every=0",
     "viscoin.log_every=5",
 ]
-# ``--long``: three times the iterations with a weaker classifier term (about 20 minutes on 2 CPU
-# cores), the schedule whose reconstructions show the birds' colour, pattern and crest (README).
-LONG: list[str] = [
-    "viscoin.iterations=6000",
-    "viscoin.gamma_start=3000",
-    "viscoin.gamma=0.01",
-]
 GENERATOR_ASSET = "shapes-generator.safetensors"
 
 
@@ -96,17 +94,12 @@ class DemoResult:
     seconds: float
 
 
-def demo_config(
-    quick: bool, device: str, seed: int, extra: list[str] | None = None, long: bool = False
-) -> Config:
-    """The demo's configuration: the ``shapes`` preset, :data:`DEMO`, then :data:`QUICK` or
-    :data:`LONG`, the device and seed, and ``extra`` overrides last."""
-    if quick and long:
-        raise UserError("--quick and --long contradict each other; choose one.")
+def demo_config(quick: bool, device: str, seed: int, extra: list[str] | None = None) -> Config:
+    """The demo's configuration: the ``shapes`` preset, :data:`DEMO`, then :data:`QUICK` for the
+    smoke run, the device and seed, and ``extra`` overrides last."""
     overrides = [
         *DEMO,
         *(QUICK if quick else []),
-        *(LONG if long else []),
         f"run.device={device}",
         f"run.seed={seed}",
         *(extra or []),
@@ -123,16 +116,14 @@ def run_demo(
     overrides: list[str] | None = None,
     echo: Callable[[str], None] = print,
     progress: bool = True,
-    long: bool = False,
 ) -> DemoResult:
-    """Run every stage into ``out`` (``out/classifier``, ``out/viscoin`` with ``report.html``).
-
-    ``quick``: the smoke run; ``long``: the longer VisCoIN schedule (:data:`LONG`)."""
+    """Run every stage into ``out`` (``out/classifier``, ``out/viscoin`` with ``report.html``);
+    ``quick``: the smoke run."""
     from viscoin.data import build_dataset
     from viscoin.utils.device import resolve_device, seed_everything
 
     start = time.time()
-    cfg = demo_config(quick, device, seed, overrides, long=long)
+    cfg = demo_config(quick, device, seed, overrides)
     dev = resolve_device(cfg.run.device)
     generator = Path(generator) if generator else shipped_generator()
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -8,6 +8,7 @@ import torch
 from viscoin.train.losses import (
     LPIPS,
     build_lpips,
+    feature_distance,
     orthogonality_loss,
     output_fidelity_loss,
     pixel_losses,
@@ -73,6 +74,33 @@ def test_w_regularisation_by_hand():
     w_avg = torch.tensor([1.0, 2.0])
     w_plus = torch.tensor([[[1.0, 2.0], [3.0, 2.0]]])  # differences 0,0,2,0
     assert w_regularisation(w_plus, w_avg).item() == pytest.approx(4 / 4)
+
+
+def test_feature_distance_by_hand():
+    # one map, one position, two channels: (3, 4) → (.6, .8) against (0, 2) → (0, 1)
+    a = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+    b = torch.tensor([0.0, 2.0]).view(1, 2, 1, 1)
+    assert feature_distance([a], [b]).item() == pytest.approx(0.6**2 + 0.2**2, rel=1e-6)
+    # scale-free, 4 for opposite directions, a sum over maps and a mean over batch and positions
+    assert feature_distance([5 * a], [b]).item() == pytest.approx(0.4, rel=1e-6)
+    assert feature_distance([-b], [b]).item() == pytest.approx(4.0)
+    torch.manual_seed(0)
+    maps = [torch.randn(3, 4, 5, 5), torch.randn(3, 8, 2, 2)]
+    targets = [torch.randn(3, 4, 5, 5), torch.randn(3, 8, 2, 2)]
+    # ‖â − b̂‖² = 2 − 2 cos(a, b)
+    expected = sum(
+        (2 - 2 * torch.cosine_similarity(m, t, dim=1)).mean()
+        for m, t in zip(maps, targets, strict=True)
+    )
+    assert feature_distance(maps, targets).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert feature_distance(maps, maps).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_feature_distance_detaches_target():
+    a = torch.randn(2, 3, 2, 2, requires_grad=True)
+    b = torch.randn(2, 3, 2, 2, requires_grad=True)
+    feature_distance([a], [b]).backward()
+    assert a.grad is not None and b.grad is None
 
 
 def _vgg16_state_file(tmp_path):

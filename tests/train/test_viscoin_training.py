@@ -55,7 +55,13 @@ def test_classifier_term_off_skips_f_on_reconstructions(tmp_path, parts):
     trainer = _trainer(cfg, "skip", parts, n=8)
     images = torch.stack([TinyImages(4, 3)[i][0] for i in range(4)])
     calls = []
-    hook = trainer.classifier.register_forward_hook(lambda *args: calls.append(1))
+    forward_features = trainer.classifier.forward_features
+
+    def counting(x):
+        calls.append(x is images)
+        return forward_features(x)
+
+    trainer.classifier.forward_features = counting
     results = []
     for gamma in (0.0, torch.tensor(0.0)):
         trainer.core.zero_grad(set_to_none=True)
@@ -63,13 +69,41 @@ def test_classifier_term_off_skips_f_on_reconstructions(tmp_path, parts):
         terms["total"].backward()
         grads = [p.grad.clone() for p in trainer.core.parameters() if p.grad is not None]
         results.append((terms["total"].detach().item(), terms["ce_rec"].detach().item(), grads))
-    hook.remove()
-    assert len(calls) == 1  # only the tensor γ ran f on the reconstructions
+    del trainer.classifier.forward_features
+    assert calls.count(False) == 1  # only the tensor γ ran f on the reconstructions
     (total_a, ce_a, grads_a), (total_b, ce_b, grads_b) = results
     assert total_a == pytest.approx(total_b, rel=1e-6) and ce_a == ce_b == 0.0
     assert len(grads_a) == len(grads_b) > 0
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_feature_term_is_the_distance_on_f_stage_maps(tmp_path, parts):
+    """viscoin.feature_weight adds weight × the perceptual distance between f's stage maps of x̃ and
+    of x (computed here from cosines), runs f on x̃ even while γ = 0, and trains through it."""
+    cfg = tiny_config(tmp_path, iterations=1, dropout=0.0, feature_weight=2.0)
+    trainer = _trainer(cfg, "feature", parts, n=8)
+    images = torch.stack([TinyImages(4, 3)[i][0] for i in range(4)])
+    terms = trainer.compute.losses(images, True, 0.0)
+    assert terms["ce_rec"].item() == 0.0
+    f, core, G = trainer.classifier, trainer.core, trainer.generator
+    with torch.no_grad():
+        _, maps = f.forward_features(images)
+        w_plus = core(maps)[-1]
+        reconstruction = G.synthesis(w_plus, noise_mode="const", fused_modconv=False)
+        _, rec_maps = f.forward_features(reconstruction)
+    expected = 2.0 * sum(
+        (2 - 2 * torch.cosine_similarity(r, m, dim=1)).mean()
+        for r, m in zip(rec_maps, maps, strict=True)
+    )
+    assert terms["feature"].item() == pytest.approx(expected.item(), rel=1e-4)
+    trainer.core.zero_grad(set_to_none=True)
+    terms["feature"].backward()
+    translator_grads = [p.grad for p in trainer.core.translator.parameters() if p.grad is not None]
+    assert translator_grads and any(g.abs().sum() > 0 for g in translator_grads)
+    # off by default: no such term
+    plain = _trainer(tiny_config(tmp_path, iterations=1), "plain", parts, n=8)
+    assert "feature" not in plain.compute.losses(images, True, 0.0)
 
 
 def test_speed_options_give_the_same_losses(tmp_path, parts):

@@ -20,12 +20,6 @@ def demo_cmd(
     quick: Annotated[
         bool, typer.Option("--quick", help="A smoke run (tiny data, a few steps).")
     ] = False,
-    long: Annotated[
-        bool,
-        typer.Option(
-            "--long", help="Train VisCoIN three times longer (about 20 minutes on 2 CPU cores)."
-        ),
-    ] = False,
     seed: SeedOpt = 0,
     generator: Annotated[
         Path | None,
@@ -36,8 +30,7 @@ def demo_cmd(
 ) -> None:
     """Generate the shapes data, train a classifier and VisCoIN, evaluate, write the concept atlas.
 
-    Example: viscoin demo            (about 7 minutes on 2 CPU cores; --quick: under 1;
-    --long: about 20, with reconstructions that keep colour, pattern and crest)
+    Example: viscoin demo            (about 8 minutes on 2 CPU cores; --quick: under 1)
     """
     from viscoin.demo import run_demo
     from viscoin.evaluate.suite import headline
@@ -51,7 +44,6 @@ def demo_cmd(
         overrides=overrides,
         echo=typer.echo,
         progress=not quiet,
-        long=long,
     )
     typer.echo(headline(result.metrics))
     typer.echo(f"report: {result.report}")

@@ -51,6 +51,23 @@ def orthogonality_loss(weight: torch.Tensor) -> torch.Tensor:
     return ((w_hat @ w_hat.T).sum() - k) / k**2
 
 
+def feature_distance(
+    maps: list[torch.Tensor] | tuple[torch.Tensor, ...],
+    target_maps: list[torch.Tensor] | tuple[torch.Tensor, ...],
+) -> torch.Tensor:
+    """Perceptual distance on a network's feature maps, LPIPS's formula without learned weights.
+
+    Each map (B, C_l, H_l, W_l) is unit-normalised over channels at every position; the distance is
+    Σ_l mean_{b,h,w} ‖m̂_l − t̂_l‖² (targets detached), a scalar in [0, 4 · layers].
+    """
+    total = maps[0].new_zeros((), dtype=torch.float32)
+    for m, t in zip(maps, target_maps, strict=True):
+        a = F.normalize(m.float(), dim=1, eps=1e-10)
+        b = F.normalize(t.detach().float(), dim=1, eps=1e-10)
+        total = total + (a - b).square().sum(dim=1).mean()
+    return total
+
+
 def w_regularisation(w_plus: torch.Tensor, w_avg: torch.Tensor) -> torch.Tensor:
     """L_w = mean (w⁺ − w̄)²; w⁺ (B, num_ws, w_dim), w̄ (w_dim,)."""
     return (w_plus - w_avg).square().mean()

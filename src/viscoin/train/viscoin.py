@@ -29,6 +29,7 @@ from viscoin.models.viscoin import Viscoin, build_core, save_viscoin
 from viscoin.train.distributed import DistInfo, barrier
 from viscoin.train.losses import (
     build_lpips,
+    feature_distance,
     orthogonality_loss,
     output_fidelity_loss,
     pixel_losses,
@@ -58,6 +59,7 @@ class LossWeights:
     gamma: float = 0.1
     delta: float = 0.2
     w_reg: float = 1.0
+    feature: float = 0.0
 
 
 def viscoin_losses(
@@ -89,17 +91,22 @@ def viscoin_losses(
     reconstruction = generator.synthesis(w_plus, noise_mode="const", **(synthesis_kwargs or {}))
     mark("synthesis")
     gamma = weights.gamma if gamma is None else gamma
-    if isinstance(gamma, torch.Tensor) or gamma != 0:
-        # gradients of the classifier term flow through the frozen f into x̃, Ω and Ψ
-        ce_rec = gamma * soft_cross_entropy(classifier(reconstruction), f_logits)
-    else:  # the term is off: f(x̃) and its backward pass would only add zeros
-        ce_rec = reconstruction.new_zeros((), dtype=torch.float32)
+    zero = reconstruction.new_zeros((), dtype=torch.float32)
+    ce_rec, feature = zero, zero
+    if isinstance(gamma, torch.Tensor) or gamma != 0 or weights.feature:
+        # gradients of the classifier terms flow through the frozen f into x̃, Ω and Ψ
+        rec_logits, rec_maps = classifier.forward_features(reconstruction)
+        ce_rec = gamma * soft_cross_entropy(rec_logits, f_logits)
+        if weights.feature:
+            feature = weights.feature * feature_distance(rec_maps, maps)
+    # else both terms are off: f(x̃) and its backward pass would only add zeros
     mark("classifier on x̃")
     mse, l1 = pixel_losses(reconstruction, images)
     terms = {
         "mse": mse,
         "l1": l1,
         "ce_rec": ce_rec,
+        **({"feature": feature} if weights.feature else {}),
         "orth": orthogonality_loss(_unwrap(core).extractor.concept_weight),
         "w_reg": weights.w_reg * w_regularisation(w_plus.float(), _unwrap(core).translator.w_avg),
     }
@@ -179,7 +186,9 @@ class ViscoinTrainer:
         self.generator = load_generator(generator_path, device)
         self._check_compatible(train_set)
         self.train_set, self.test_set = train_set, test_set
-        self.weights = LossWeights(v.alpha, v.beta, v.gamma, v.delta, v.w_reg_weight)
+        self.weights = LossWeights(
+            v.alpha, v.beta, v.gamma, v.delta, v.w_reg_weight, v.feature_weight
+        )
         self.lpips = build_lpips(v.lpips)
         if self.lpips is not None:
             self.lpips.to(device)
