@@ -114,12 +114,14 @@ def test_speed_options_give_the_same_losses(tmp_path, parts):
         ("fp32", {}),
         ("bf16", {"amp": "bf16", "channels_last": True}),
     ):
-        cfg = tiny_config(tmp_path, iterations=3, dropout=0.0, gamma_start=2, **options)
+        cfg = tiny_config(
+            tmp_path, iterations=3, dropout=0.0, gamma_start=2, feature_weight=0.5, **options
+        )
         trainer = _trainer(cfg, name, parts, n=8)
         trainer.fit(progress=False)
         records[name] = [r for r in read_metrics(trainer.run.metrics) if r["split"] == "train"]
     for a, b in zip(records["fp32"], records["bf16"], strict=True):
-        for key in ("total", "mse", "of", "ce_rec"):
+        for key in ("total", "mse", "of", "ce_rec", "feature"):
             assert b[key] == pytest.approx(a[key], rel=0.03, abs=1e-3), key
     assert [r["ce_rec"] == 0 for r in records["fp32"]] == [True, True, False]
 
