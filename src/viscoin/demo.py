@@ -34,6 +34,9 @@ DEMO: list[str] = [
     "classifier.batch_size=64",
     "viscoin.n_concepts=32",
     "viscoin.channels=64",
+    # LPIPS's ImageNet VGG cannot be assumed offline; its place is taken by the perceptual distance
+    # on f's own stage maps, weight 1: without it the reconstructions lose the crest and often the
+    # colour (README).
     "viscoin.lpips=none",
     "viscoin.feature_weight=1.0",
     # Where the demo departs from the paper, so that Ω learns to reconstruct within a CPU budget
@@ -42,8 +45,6 @@ DEMO: list[str] = [
     # reconstructions is off for the first half and 0.03 (paper: 0.1) afterwards; the pull of W⁺
     # towards w̄ is weighted 0.1; the sparsity weight δ is 0.005 (paper: 0.2), which leaves a few
     # concepts per image instead of one per class (chosen over seeds: benchmarks/demo_sweep.py).
-    # LPIPS's place is taken by the perceptual distance on f's stage maps, weight 1: without it
-    # the reconstructions lose the crest and often the colour (README).
     "viscoin.translator_lr_multiplier=3.0",
     "viscoin.translator_layers=2",
     "viscoin.translator_input_norm=batch",
