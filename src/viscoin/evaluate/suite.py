@@ -126,7 +126,7 @@ def evaluate_model(
         model, subset, alive[: opt.consistency_concepts], device, opt
     )
     if getattr(base, "attribute_names", None):
-        attributes = _attributes(test_set, subset)
+        attributes = np.asarray(base.all_attributes())[np.asarray(positions)]
         if counterfactuals:
             defining = base.attribute_is_class_defining or [False] * len(base.attribute_names)
             read = np.concatenate(shown)
@@ -155,14 +155,6 @@ def _subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
     return Subset(
         dataset, torch.randperm(len(dataset), generator=gen)[:max_images].sort().values.tolist()
     )
-
-
-def _attributes(test_set: Dataset, subset: Dataset) -> np.ndarray:
-    base = getattr(test_set, "dataset", test_set)
-    every = np.asarray(base.all_attributes())
-    if isinstance(subset, Subset):
-        return every[np.asarray(subset.indices)]
-    return every
 
 
 def _images(dataset: Dataset, n: int, seed: int, batch_size: int, device: torch.device):
