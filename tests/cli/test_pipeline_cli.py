@@ -22,9 +22,10 @@ def test_evaluate_writes_every_metric(trained_run, tmp_path):
     out = tmp_path / "eval"
     proc = run_cli(
         "evaluate", str(trained_run), "--fid", "off", "--faithfulness-images", "16",
-        "--consistency-concepts", "2", "--consistency-images", "8", "--out", str(out), check=True,
+        "--consistency-concepts", "2", "--consistency-images", "8", "--out", str(out),
+        "--independent-classifier", str(trained_run.parent / "f"), check=True,
     )  # fmt: skip
-    assert "acc_f" in proc.stdout and "FF@0.1" in proc.stdout
+    assert "acc_f" in proc.stdout and "FF@0.1" in proc.stdout and "(null" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
         "acc_f",
@@ -42,6 +43,21 @@ def test_evaluate_writes_every_metric(trained_run, tmp_path):
     assert set(metrics["recon_attributes"]["chance"]) == set(metrics["attribute_alignment"])
     assert "per_class" not in (out / "metrics.md").read_text()
     assert "| acc_f |" in (out / "metrics.md").read_text()
+    # f itself given as the independent classifier: it reads every reconstruction as f does
+    independent = metrics["independent"]
+    assert independent["agrees_with_f"] == 1.0 and independent["fooling_gap"] == 0.0
+    assert "paired_fi@0.1" in metrics["faithfulness"]
+    assert metrics["consistency"]["null_mean"] <= 1.0
+
+
+def test_evaluate_refuses_bad_options(trained_run, tmp_path):
+    proc = run_cli("evaluate", str(trained_run), "--intervention", "global", "--fid", "off")
+    assert proc.returncode == 2 and "error: --intervention" in proc.stderr
+    proc = run_cli(
+        "evaluate", str(trained_run), "--fid", "off", "--independent-classifier",
+        str(tmp_path / "missing.safetensors"),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "independent classifier not found" in proc.stderr
 
 
 def test_resume_through_the_cli_continues_the_run(trained_run, tmp_path):

@@ -5,12 +5,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
 from torch import nn
 
 from viscoin.data.transforms import to_uint8
-from viscoin.evaluate.alignment import attribute_alignment, roc_auc_per_column
-from viscoin.evaluate.consistency import concept_consistency
-from viscoin.evaluate.faithfulness import faithfulness_scores, summarise_faithfulness
+from viscoin.evaluate.alignment import (
+    attribute_alignment,
+    best_auc_from_ranks,
+    roc_auc_per_column,
+)
+from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
+from viscoin.evaluate.faithfulness import (
+    faithfulness_scores,
+    paired_summary,
+    random_active_mask,
+    summarise_faithfulness,
+)
 from viscoin.evaluate.fid import RunningStats, frechet_distance, frechet_distance_of
 from viscoin.models.classifier import Classifier
 from viscoin.models.viscoin import Viscoin, ViscoinOutput
@@ -25,6 +35,7 @@ class ToyViscoin(nn.Module):
 
     n_concepts = 2
     relevance = Viscoin.relevance
+    decode_intervention = Viscoin.decode_intervention
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,32 +47,80 @@ class ToyViscoin(nn.Module):
         logits = torch.stack([2 * pixels[:, 0], torch.zeros_like(pixels[:, 0])], dim=1)
         return ViscoinOutput(logits, logits, maps, pixels, pixels, pixels)
 
-    def decode(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    def decode(self, concept_maps, support, noise_mode="const", reference=None) -> torch.Tensor:
         return concept_maps.amax(dim=(2, 3)).view(-1, 1, 1, 2)
 
 
+class BlindToyViscoin(ToyViscoin):
+    """The same model with a generator that ignores the concepts: it knows nothing, every
+    faithfulness score and its null are 0."""
+
+    def decode(self, concept_maps, support, noise_mode="const", reference=None) -> torch.Tensor:
+        return torch.ones(concept_maps.shape[0], 1, 1, 2)
+
+
 def test_faithfulness_on_a_known_model():
-    images = torch.tensor([[1.0, 0.5], [1.0, 0.25]]).view(2, 1, 1, 2)
-    scores = faithfulness_scores(ToyViscoin(), [images], thresholds=(0.1,), seed=0)
+    images = torch.tensor([[1.0, 0.5], [1.0, 0.25], [1.0, 0.0]]).view(3, 1, 1, 2)
+    independent = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():  # f' reads pixel 0 like f, twice as strongly
+        independent[1].weight.copy_(torch.tensor([[4.0, 0.0], [0.0, 0.0]]))
+        independent[1].bias.zero_()
+    scores = faithfulness_scores(
+        ToyViscoin(), [images], thresholds=(0.1,), seed=0, independent=independent
+    )
     expected = 1 / (1 + math.exp(-2)) - 0.5  # σ(2) − ½
     assert np.allclose(scores["ff_f@0.1"], expected) and np.allclose(scores["ff_g@0.1"], expected)
-    assert np.array_equal(scores["removed@0.1"], [1.0, 1.0])
-    # the random baseline removes one concept: either the relevant one (same FF) or the inert one (0)
-    assert all(np.isclose(v, expected) or np.isclose(v, 0.0) for v in scores["random_f@0.1"])
+    assert np.allclose(scores["ff_fi@0.1"], 1 / (1 + math.exp(-4)) - 0.5)
+    assert np.array_equal(scores["removed@0.1"], [1.0, 1.0, 1.0])
+    assert np.array_equal(scores["active"], [2.0, 2.0, 1.0])
+    # the null removes one active concept: the relevant one (same FF) or the inert one (0); in the
+    # third image only concept 0 is active, so the null must remove it
+    assert all(np.isclose(v, expected) or np.isclose(v, 0.0) for v in scores["null_f@0.1"])
+    assert scores["null_f@0.1"][2] == pytest.approx(expected)
     summary = summarise_faithfulness(scores)
     assert summary["median_ff_f@0.1"] == pytest.approx(expected)
     assert summary["mean_removed@0.1"] == 1.0
     assert summary["mean_ff_f@0.1"] == pytest.approx(expected)
-    assert summary["mean_random_f@0.1"] == pytest.approx(np.mean(scores["random_f@0.1"]))
-    assert summary["median_random_f@0.1"] == pytest.approx(np.median(scores["random_f@0.1"]))
+    assert summary["mean_null_f@0.1"] == pytest.approx(np.mean(scores["null_f@0.1"]))
+    paired = summary["paired_f@0.1"]
+    diff = scores["ff_f@0.1"] - scores["null_f@0.1"]
+    assert paired["diff_mean"] == pytest.approx(float(np.mean(diff)), abs=1e-7)
+    assert paired["diff_ci_low"] <= paired["diff_mean"] <= paired["diff_ci_high"]
 
 
-def test_random_baseline_removes_the_same_number():
-    from viscoin.evaluate.faithfulness import _random_mask
+def test_faithfulness_of_a_model_that_knows_nothing_equals_its_null():
+    images = torch.rand(16, 1, 1, 2) + 0.1
+    summary = summarise_faithfulness(
+        faithfulness_scores(BlindToyViscoin(), [images], thresholds=(0.1,), seed=0)
+    )
+    assert summary["mean_ff_f@0.1"] == 0 and summary["mean_null_f@0.1"] == 0
+    paired = summary["paired_f@0.1"]
+    assert paired["diff_mean"] == 0 and paired["sign_p"] == 1.0 and paired["ratio"] is None
+    assert paired["diff_ci_low"] == paired["diff_ci_high"] == 0
 
-    counts = torch.tensor([0, 3, 5])
-    mask = _random_mask(counts, 5, torch.Generator().manual_seed(1))
-    assert mask.sum(1).tolist() == [0, 3, 5]
+
+def test_null_removes_the_same_number_of_active_concepts():
+    gen = torch.Generator().manual_seed(1)
+    active = torch.tensor([[1, 1, 0, 0, 1], [0, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    counts = torch.tensor([2, 3, 0])
+    mask = random_active_mask(active, counts, gen)
+    assert mask.sum(1).tolist() == [2, 3, 0]
+    assert not (mask[0] & ~active[0]).any()  # enough active concepts: only active ones
+    assert mask[1, 1]  # fewer active than asked: every active one, then inactive ones
+    # uniform among the active concepts
+    many = torch.stack([random_active_mask(active[:1], counts[:1], gen)[0] for _ in range(3000)])
+    freq = many.float().mean(0)
+    assert torch.allclose(freq[[0, 1, 4]], torch.full((3,), 2 / 3), atol=0.04)
+
+
+def test_paired_summary_by_hand():
+    stats = paired_summary(np.array([3.0, 2.0, 1.0, 0.0]), np.ones(4), seed=0)
+    assert stats["diff_mean"] == 0.5 and stats["diff_median"] == 0.5
+    assert stats["wins"] == 0.5 and stats["ratio"] == 1.5
+    assert stats["sign_p"] == pytest.approx(1.0)  # 2 up, 1 down: P(X ≥ 2 or ≤ 1 | n=3) = 1
+    many = paired_summary(np.ones(12), np.zeros(12))
+    assert many["sign_p"] == pytest.approx(2 * 0.5**12)  # all 12 up
+    assert many["diff_ci_low"] == many["diff_ci_high"] == 1.0
 
 
 # ---------------------------------------------------------------- consistency
@@ -72,6 +131,7 @@ class PatchViscoin(nn.Module):
     scaled by max(φ₀); concept 1 changes nothing. Consistency: ≈1 for concept 0, exactly ½ for 1."""
 
     n_concepts = 2
+    decode_intervention = Viscoin.decode_intervention
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,7 +147,7 @@ class PatchViscoin(nn.Module):
         zeros = torch.zeros(b, 2)
         return ViscoinOutput(zeros, zeros, maps, support, maps.amax(dim=(2, 3)), support)
 
-    def decode(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    def decode(self, concept_maps, support, noise_mode="const", reference=None) -> torch.Tensor:
         images = support.view(-1, 3, 32, 32).clone()
         images[:, :, :12, :12] += concept_maps[:, 0].amax(dim=(1, 2))[:, None, None, None]
         return images.clamp(-1, 1)
@@ -96,8 +156,15 @@ class PatchViscoin(nn.Module):
 def test_consistency_separates_an_effective_from_an_inert_concept():
     images = torch.rand(24, 3, 32, 32) * 0.6 - 0.8
     result = concept_consistency(PatchViscoin(), images, [0, 1], multiplier=4.0, batch_size=8)
-    assert result[0] >= 0.9
-    assert result[1] == pytest.approx(0.5)
+    assert result[0]["accuracy"] >= 0.9
+    assert result[1]["accuracy"] == pytest.approx(0.5)
+    # shuffled labels: the probe learns nothing that carries to held-out pairs
+    assert result[0]["null"] < 0.75 and result[0]["excess"] > 0.2
+    summary = summarise_consistency(result)
+    assert summary["consistency_mean"] == pytest.approx(
+        (result[0]["accuracy"] + result[1]["accuracy"]) / 2
+    )
+    assert summary["null_mean"] == pytest.approx((result[0]["null"] + result[1]["null"]) / 2)
 
 
 # ---------------------------------------------------------------- alignment
@@ -113,6 +180,7 @@ def test_roc_auc_matches_pairwise_count():
         wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
         assert aucs[k] == pytest.approx(wins / (len(pos) * len(neg)))
     assert np.isnan(roc_auc_per_column(scores, np.zeros(40, bool))).all()
+    assert best_auc_from_ranks(rankdata(scores, axis=0), labels) == pytest.approx(aucs.max())
 
 
 def test_attribute_alignment_finds_the_detecting_concept():
@@ -123,13 +191,35 @@ def test_attribute_alignment_finds_the_detecting_concept():
     activations[:, 2] += 3 * (colour == 1)  # concept 2 detects colour 1 perfectly
     activations[:, 0] += 3 * crest  # concept 0 detects the crest
     result = attribute_alignment(
-        activations, np.stack([colour, crest], 1), ["colour", "crest"], [True, False]
-    )
-    assert result["colour"]["values"]["1"] == {"auc": 1.0, "concept": 2}
-    assert result["crest"]["values"] == {"1": {"auc": 1.0, "concept": 0}}
+        activations, np.stack([colour, crest], 1), ["colour", "crest"], [True, False],
+        permutations=50,
+    )  # fmt: skip
+    assert {k: result["colour"]["values"]["1"][k] for k in ("auc", "concept")} == {
+        "auc": 1.0, "concept": 2,
+    }  # fmt: skip
+    assert result["crest"]["values"]["1"]["concept"] == 0
+    assert result["crest"]["values"]["1"]["auc"] == 1.0
+    assert result["crest"]["values"]["1"]["p_value"] == pytest.approx(1 / 51)  # none as high
     assert result["crest"]["class_defining"] is False
     assert result["colour"]["auc"] < 1.0  # colours 0 and 2 have no dedicated concept
     assert result["colour"]["best_auc"] == 1.0 and result["colour"]["min_auc"] < 0.8
+
+
+def test_alignment_of_concepts_that_know_nothing_sits_on_its_null():
+    """Best-of-K AUC of random activations is above 0.5; the permutation null says by how much."""
+    rng = np.random.default_rng(2)
+    attribute = rng.integers(0, 2, (300, 1))
+    result = attribute_alignment(rng.random((300, 32)), attribute, ["crest"], permutations=200)
+    crest = result["crest"]
+    assert crest["auc"] > 0.53 and crest["null_mean"] > 0.53  # the best of 32 random AUCs
+    assert abs(crest["auc"] - crest["null_mean"]) < 0.03 and crest["p_value"] > 0.05
+    # the null by brute force: best-of-K AUC with the column permuted, via the reference AUC
+    perm = np.random.default_rng(0)
+    brute = [
+        np.nanmax(roc_auc_per_column(rng.random((300, 32)), perm.permutation(attribute[:, 0]) == 1))
+        for _ in range(100)
+    ]
+    assert crest["null_mean"] == pytest.approx(np.mean(brute), abs=0.01)
 
 
 # ---------------------------------------------------------------- Fréchet distance

@@ -109,3 +109,17 @@ def test_summary_counts_by_hand():
     assert summary["worst_class"]["a"] == {"accuracy": 0.5, "class": "y"}
     assert summary["worst_class"]["b"] == {"accuracy": 0.0, "class": "x"}
     assert summary["images"] == 3
+
+
+def test_baselines_by_hand():
+    truth = np.array([[0, 0], [1, 2], [1, 1], [1, 2]])
+    shown = truth.copy()
+    blur = np.array([[1, 2]] * 4)  # an uninformative image read as the same values every time
+    summary = summarise_recon_attributes(
+        shown, truth, [0, 1, 1, 0], ["a", "b"], ["x", "y"], {"a": ["p", "q"], "b": list("uvw")},
+        ["a", "b"], null_readings={"mean_image": blur},
+    )  # fmt: skip
+    majority = summary["baselines"]["majority"]  # a → 1 (3 of 4), b → 2 (2 of 4)
+    assert majority == {"a": 0.75, "b": 0.5, "all_class_defining": 0.5}
+    assert summary["baselines"]["mean_image"] == majority  # the blur reads as the majority here
+    assert summary["all_class_defining"] == 1.0

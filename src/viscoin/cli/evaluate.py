@@ -46,6 +46,23 @@ def evaluate_cmd(
     lpips: Annotated[
         str | None, typer.Option("--lpips", help="vgg | none | PATH to VGG-16 weights.")
     ] = None,
+    independent_classifier: Annotated[
+        str | None,
+        typer.Option(
+            "--independent-classifier",
+            help="A second classifier (run directory or .safetensors) trained on the same data "
+            "independently of f (another seed or architecture): it scores the reconstructions too, "
+            "which f may accept without their looking right.",
+        ),
+    ] = None,
+    intervention: Annotated[
+        str,
+        typer.Option(
+            "--intervention",
+            help="isolated: removing or amplifying a concept changes only that concept (Ω's input "
+            "scale from the unmodified maps); literal: the paper code's rescaling of all of them.",
+        ),
+    ] = "isolated",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
 ) -> None:
     """Accuracy of f and g, fidelity, MSE/L1/LPIPS, FID, faithfulness, consistency, sparsity and
@@ -63,6 +80,10 @@ def evaluate_cmd(
 
     if fid not in ("auto", "on", "off"):
         raise UserError(f"--fid must be auto, on or off, not '{fid}'")
+    from viscoin.models.viscoin import INTERVENTIONS
+
+    if intervention not in INTERVENTIONS:
+        raise UserError(f"--intervention must be isolated or literal, not '{intervention}'")
     from viscoin.config import apply_overrides, load_config
     from viscoin.interpret.target import resolve_target
 
@@ -72,6 +93,20 @@ def evaluate_cmd(
     model_file, out_dir = resolved.model_file, resolved.out_dir
     dev = resolve_device(cfg.run.device)
     model = load_viscoin(model_file, dev)
+    independent = None
+    if independent_classifier is not None:
+        from viscoin.models.classifier import load_classifier
+        from viscoin.train.viscoin import resolve_model_file
+
+        independent_file = resolve_model_file(
+            independent_classifier, "best.safetensors", "independent classifier"
+        )
+        independent = load_classifier(independent_file, dev)
+        if independent.num_classes != model.classifier.num_classes:
+            raise UserError(
+                f"the independent classifier {independent_file} has {independent.num_classes} "
+                f"classes, f has {model.classifier.num_classes}: train it on the same dataset."
+            )
     test_set = build_dataset(cfg.data, "test", augment=False)
     use_fid = fid == "on"
     if fid == "auto":
@@ -90,6 +125,8 @@ def evaluate_cmd(
         fid=use_fid,
         inception_weights=inception_weights,
         lpips=build_lpips(lpips_spec),
+        independent=independent,
+        intervention=intervention,
         seed=cfg.run.seed,
         progress=True,
     )
@@ -98,6 +135,8 @@ def evaluate_cmd(
     metrics = evaluate_model(model, test_set, dev, options)
     metrics["model"] = str(model_file)
     metrics["dataset"] = cfg.data.name
+    if independent is not None:
+        metrics["independent_classifier"] = str(independent_file)
     json_path, md_path = write_metrics(metrics, out_dir)
     typer.echo(headline(metrics))
     typer.echo(f"wrote {json_path} and {md_path}")

@@ -166,6 +166,14 @@ def amplify_cmd(
     mode: Annotated[
         str, typer.Option("--mode", help="each: one row per concept; together: all at once.")
     ] = "each",
+    intervention: Annotated[
+        str,
+        typer.Option(
+            "--intervention",
+            help="isolated: only the chosen concepts change (Ω's input scale from the unmodified "
+            "maps); literal: the scale is recomputed from the modified maps, as the paper's code.",
+        ),
+    ] = "isolated",
     split: SplitOpt = "test",
     device: DeviceOpt = None,
     dataset: DatasetOpt = None,
@@ -181,11 +189,14 @@ def amplify_cmd(
     from viscoin.interpret.amplify import MODES, concept_strips, save_strips
     from viscoin.interpret.common import model_device
     from viscoin.interpret.relevance import image_relevance, select_concepts
+    from viscoin.models.viscoin import INTERVENTIONS
 
     if sum(x is not None for x in (threshold, top_k, concepts)) > 1:
         raise UserError("give only one of --threshold, --top-k and --concepts.")
     if mode not in MODES:
         raise UserError(f"--mode must be each or together, not '{mode}'.")
+    if intervention not in INTERVENTIONS:
+        raise UserError(f"--intervention must be isolated or literal, not '{intervention}'.")
     lambdas = parse_float_list(multipliers, "--multipliers")
     indices = parse_int_list(images or "0,1,2,3", "--images")
     explicit = parse_int_list(concepts, "--concepts") if concepts is not None else None
@@ -199,7 +210,7 @@ def amplify_cmd(
         rule = f"top {top_k} by relevance"
     else:
         rule = f"relevance > {0.2 if threshold is None else threshold:g}"
-    strips = concept_strips(model, batch, selected, lambdas, mode, indices)
+    strips = concept_strips(model, batch, selected, lambdas, mode, indices, intervention)
     classes = _class_names(data, model)
     out_dir = Path(out) if out else target.out_dir / "amplify"
     paths = save_strips(strips, classes, out_dir, [classes[y] for y in labels], rule)

@@ -4,12 +4,21 @@ For concept k: take the 3×3 map φ_k of the test image where a_k is highest, an
 image x generate x⁺ with φ_k := λ·(that map) (λ = 4) and x⁻ with φ_k := 0, Φ' fixed. A binary
 probe (logistic regression on the frozen classifier's pooled features of the generated images)
 learns to tell x⁺ from x⁻ on half of the images; its accuracy on the other half is the concept's
-consistency. A concept with a consistent visual effect scores near 1, an inert one near 0.5.
+consistency.
+
+Two nulls go with it. *Shuffled labels*: the same probe, trained and tested with the x⁺/x⁻ labels
+swapped at random per pair, scores what chance gives on this many images (≈ 0.5 with its spread).
+*A concept Ω does not read*: the same intervention with Ω's weights for concept k set to zero. Under
+the ``isolated`` intervention its images are identical and the probe scores 0.5; under ``literal``
+the intervention still rescales every other concept, and the probe separates "big global change"
+from "none" — a high score there means the probe is not measuring concept k at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +64,54 @@ def probe_accuracy(probe: tuple[torch.Tensor, ...], x: torch.Tensor, y: torch.Te
     return (((((x - mean) / std) @ w + b) > 0).long() == y.long()).float().mean().item()
 
 
+def pair_accuracy(
+    plus: torch.Tensor, minus: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor,
+    flip: torch.Tensor | None = None,
+) -> float:  # fmt: skip
+    """Held-out accuracy of a probe telling ``plus`` (N, D) from ``minus`` (N, D) features, trained
+    on the pairs ``train_idx`` and tested on ``test_idx``. ``flip`` (N,) bool swaps the labels of
+    a pair (the shuffled-label null)."""
+    flip = torch.zeros(plus.shape[0], dtype=torch.bool) if flip is None else flip
+
+    def split(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([plus[idx], minus[idx]])
+        y = torch.cat([(~flip[idx]).float(), flip[idx].float()])
+        return x, y
+
+    x_train, y_train = split(train_idx)
+    x_test, y_test = split(test_idx)
+    return probe_accuracy(train_probe(x_train, y_train), x_test, y_test)
+
+
+@contextmanager
+def concept_unread(model: Viscoin, concept: int) -> Iterator[None]:
+    """Within the block, Ω does not read concept ``concept``: the first layer's weights on its nine
+    inputs, in the rows that read Φ, are zero (restored afterwards)."""
+    translator = model.core.translator
+    weight = translator.net[0].weight  # (rows, out, 9K)
+    rows = translator.reads_concepts.nonzero().flatten()
+    cols = slice(9 * concept, 9 * concept + 9)
+    saved = weight.data[rows, :, cols].clone()
+    weight.data[rows, :, cols] = 0
+    try:
+        yield
+    finally:
+        weight.data[rows, :, cols] = saved
+
+
+@torch.no_grad()
+def _intervened_features(
+    model: Viscoin, outs: list, k: int, value: torch.Tensor, intervention: str
+) -> torch.Tensor:
+    """Classifier features of every image regenerated with φ_k := ``value`` (3, 3). → (N, D)."""
+    chunks = []
+    for out in outs:
+        maps = out.concept_maps.clone()
+        maps[:, k] = value
+        chunks.append(_features(model, model.decode_intervention(maps, out, intervention)).cpu())
+    return torch.cat(chunks)
+
+
 @torch.no_grad()
 def concept_consistency(
     model: Viscoin,
@@ -63,41 +120,56 @@ def concept_consistency(
     multiplier: float = 4.0,
     batch_size: int = 32,
     seed: int = 0,
-) -> dict[int, float]:
-    """Held-out probe accuracy per concept. ``images`` (N, 3, R, R), N ≥ 4, on the model's device."""
+    intervention: str = "isolated",
+    shuffles: int = 5,
+    unread_concepts: Sequence[int] = (),
+) -> dict[int, dict[str, float]]:
+    """Per concept: ``accuracy`` (held-out probe accuracy), ``null`` (mean over ``shuffles``
+    shuffled-label probes), ``null_max`` (their highest), ``excess`` (accuracy − null) and, for
+    the concepts in ``unread_concepts``, ``unread`` (the probe with Ω not reading the concept).
+    ``images`` (N, 3, R, R), N ≥ 4, on the model's device."""
     model.eval()
     outs = [model(chunk) for chunk in images.split(batch_size)]
     concept_maps = torch.cat([o.concept_maps for o in outs])
-    support = torch.cat([o.support for o in outs])
     activations = torch.cat([o.activations for o in outs])
     n = images.shape[0]
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)
     train_idx, test_idx = order[: n // 2], order[n // 2 :]
-    result = {}
+    flips = [torch.rand(n, generator=gen) < 0.5 for _ in range(shuffles)]
+    result: dict[int, dict[str, float]] = {}
     for k in concepts:
+        k = int(k)
         peak = concept_maps[activations[:, k].argmax(), k]  # (3, 3)
-        feats = {}
-        for sign, value in (("plus", multiplier * peak), ("minus", torch.zeros_like(peak))):
-            chunks = []
-            for start in range(0, n, batch_size):
-                maps = concept_maps[start : start + batch_size].clone()
-                maps[:, k] = value
-                generated = model.decode(maps, support[start : start + batch_size])
-                chunks.append(_features(model, generated).cpu())
-            feats[sign] = torch.cat(chunks)
-        x_train = torch.cat([feats["plus"][train_idx], feats["minus"][train_idx]])
-        y_train = torch.cat([torch.ones(len(train_idx)), torch.zeros(len(train_idx))])
-        x_test = torch.cat([feats["plus"][test_idx], feats["minus"][test_idx]])
-        y_test = torch.cat([torch.ones(len(test_idx)), torch.zeros(len(test_idx))])
-        result[int(k)] = probe_accuracy(train_probe(x_train, y_train), x_test, y_test)
+        values = (multiplier * peak, torch.zeros_like(peak))
+
+        def features(k: int = k, values: tuple = values) -> tuple[torch.Tensor, torch.Tensor]:
+            return tuple(_intervened_features(model, outs, k, v, intervention) for v in values)
+
+        plus, minus = features()
+        accuracy = pair_accuracy(plus, minus, train_idx, test_idx)
+        nulls = [pair_accuracy(plus, minus, train_idx, test_idx, flip) for flip in flips]
+        entry = {"accuracy": accuracy}
+        if nulls:
+            entry.update(
+                null=float(np.mean(nulls)), null_max=float(np.max(nulls)),
+                excess=accuracy - float(np.mean(nulls)),
+            )  # fmt: skip
+        if k in unread_concepts:
+            with concept_unread(model, k):
+                entry["unread"] = pair_accuracy(*features(), train_idx, test_idx)
+        result[k] = entry
     return result
 
 
-def summarise_consistency(per_concept: dict[int, float]) -> dict[str, float]:
-    values = np.array(list(per_concept.values()), dtype=float)
-    return {
-        "consistency_mean": float(values.mean()) if len(values) else float("nan"),
-        "consistency_std": float(values.std()) if len(values) else float("nan"),
-        "consistency_concepts": len(values),
-    }
+def summarise_consistency(per_concept: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """Mean and std of each per-concept value over the concepts (``consistency_mean`` /
+    ``consistency_std`` for the accuracy, ``null_mean``, ``excess_mean``, ``unread_mean``, ...)."""
+    summary: dict[str, Any] = {"consistency_concepts": len(per_concept)}
+    names = {name for entry in per_concept.values() for name in entry}
+    for name in sorted(names):
+        values = np.array([e[name] for e in per_concept.values() if name in e], dtype=float)
+        label = "consistency" if name == "accuracy" else name
+        summary[f"{label}_mean"] = float(values.mean()) if len(values) else float("nan")
+        summary[f"{label}_std"] = float(values.std()) if len(values) else float("nan")
+    return summary

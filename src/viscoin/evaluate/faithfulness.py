@@ -1,29 +1,43 @@
 """Faithfulness (METHOD.md §4): does removing the relevant concepts change the prediction?
 
 For an image x with predicted class ĉ = argmax g(x), remove (zero) every concept with relevance
-r_k(x) > τ and regenerate x_rem; FF_x = p_ĉ(x̃) − p_ĉ(x_rem), probabilities from f (and from g) on
-the generated images. The random baseline removes as many concepts, chosen at random.
+r_k(x) > τ and regenerate x_rem; FF_x = p_ĉ(x̃) − p_ĉ(x_rem), probabilities from f (and from g, and
+from an independently trained classifier f' when one is given) on the generated images.
+
+The null, paired per image: remove as many concepts again, drawn at random among the concepts
+*active* in x (a_k(x) > 0). Drawing among all K concepts mostly removes concepts that are zero
+anyway and changes nothing, which makes any model look faithful. The summary reports the paired
+difference FF_x − null_x with a bootstrap confidence interval of its mean and a two-sided sign test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
+from torch import nn
 
 from viscoin.models.viscoin import Viscoin
 
+ACTIVE = 1e-6  # a concept with a_k(x) above this counts as active in x
 
-def _probability(
-    model: Viscoin, images: torch.Tensor, classes: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """p_ĉ under f and under g for generated images (B, 3, R, R) → two (B,) tensors."""
+
+def _probabilities(
+    model: Viscoin, images: torch.Tensor, classes: torch.Tensor, independent: nn.Module | None
+) -> dict[str, torch.Tensor]:
+    """p_ĉ under f, g (and f') for generated images (B, 3, R, R) → (B,) tensors by name."""
     out = model(images)
     rows = torch.arange(images.shape[0], device=images.device)
-    p_f = out.f_logits.float().softmax(1)[rows, classes]
-    p_g = out.g_logits.float().softmax(1)[rows, classes]
-    return p_f, p_g
+    probs = {
+        "f": out.f_logits.float().softmax(1)[rows, classes],
+        "g": out.g_logits.float().softmax(1)[rows, classes],
+    }
+    if independent is not None:
+        probs["fi"] = independent(images).float().softmax(1)[rows, classes]
+    return probs
 
 
 @torch.no_grad()
@@ -33,47 +47,106 @@ def faithfulness_scores(
     thresholds: Sequence[float] = (0.1, 0.2, 0.4),
     seed: int = 0,
     device: torch.device | str = "cpu",
+    intervention: str = "isolated",
+    independent: nn.Module | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-image FF values. Keys ``ff_f@τ``, ``ff_g@τ``, ``random_f@τ``, ``random_g@τ`` → (N,)
-    arrays, and ``removed@τ`` (N,) with the number of concepts removed."""
+    """Per-image FF values.
+
+    Keys ``ff_<p>@τ`` and ``null_<p>@τ`` for p in ``f``, ``g`` (and ``fi``: the independent
+    classifier ``independent``, a module mapping images in [−1, 1] to logits) → (N,) arrays;
+    ``removed@τ`` (N,) the number of concepts removed, ``active`` (N,) the number active.
+    ``intervention``: how the removal reaches Ω (:data:`viscoin.models.viscoin.INTERVENTIONS`).
+    """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     scores: dict[str, list[torch.Tensor]] = {}
+
+    def add(key: str, value: torch.Tensor) -> None:
+        scores.setdefault(key, []).append(value.float().cpu())
+
     for images in batches:
         images = images.to(device)
         out = model(images)
         relevance = model.relevance(out)
         predicted = out.g_logits.argmax(1)
-        base_f, base_g = _probability(model, model.decode(out.concept_maps, out.support), predicted)
+        active = out.activations > ACTIVE
+        base = _probabilities(
+            model, model.decode_intervention(out.concept_maps, out, intervention), predicted,
+            independent,
+        )  # fmt: skip
+        add("active", active.sum(1))
         for tau in thresholds:
             remove = relevance > tau
             counts = remove.sum(1)
-            random_remove = _random_mask(counts, model.n_concepts, gen).to(images.device)
-            for name, mask in (("ff", remove), ("random", random_remove)):
+            null_remove = random_active_mask(active, counts, gen)
+            for name, mask in (("ff", remove), ("null", null_remove)):
                 maps = out.concept_maps * (~mask)[:, :, None, None]
-                p_f, p_g = _probability(model, model.decode(maps, out.support), predicted)
-                scores.setdefault(f"{name}_f@{tau}", []).append((base_f - p_f).cpu())
-                scores.setdefault(f"{name}_g@{tau}", []).append((base_g - p_g).cpu())
-            scores.setdefault(f"removed@{tau}", []).append(counts.cpu().float())
+                probs = _probabilities(
+                    model, model.decode_intervention(maps, out, intervention), predicted,
+                    independent,
+                )  # fmt: skip
+                for p, value in probs.items():
+                    add(f"{name}_{p}@{tau}", base[p] - value)
+            add(f"removed@{tau}", counts)
     return {k: torch.cat(v).numpy() for k, v in scores.items()}
 
 
-def _random_mask(counts: torch.Tensor, n_concepts: int, gen: torch.Generator) -> torch.Tensor:
-    """For each row, ``counts[i]`` distinct random concepts set to True. (B,) → (B, K) bool."""
-    order = torch.rand(counts.shape[0], n_concepts, generator=gen).argsort(dim=1)
-    ranks = order.argsort(dim=1)  # rank of each concept in a random order
-    return ranks < counts.cpu()[:, None]
+def random_active_mask(
+    active: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """For each row, ``counts[i]`` distinct concepts drawn uniformly among the active ones
+    (``active`` (B, K) bool); when fewer are active, every active one and then random inactive
+    ones. → (B, K) bool."""
+    noise = torch.rand(active.shape, generator=gen).to(active.device)
+    keys = noise - active.float()  # active concepts sort first, in random order
+    ranks = keys.argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
 
 
-def summarise_faithfulness(scores: dict[str, np.ndarray]) -> dict[str, float]:
-    """Medians over images (the paper's statistic), means, and the mean number of removed concepts.
+def paired_summary(
+    treated: np.ndarray, null: np.ndarray, seed: int = 0, resamples: int = 2000
+) -> dict[str, float]:
+    """Paired comparison of per-image scores (N,) against their null (N,).
 
-    The means matter for the random baseline: removing a few random concepts of many leaves most
-    images' prediction untouched, so its median is often exactly 0 while its mean is not.
+    ``diff_mean`` / ``diff_median`` of treated − null, ``diff_ci_low`` / ``diff_ci_high`` (95 %
+    percentile bootstrap of the mean), ``sign_p`` (two-sided sign test over the non-zero
+    differences; 1 when all are zero), ``wins`` (fraction of images where treated > null) and
+    ``ratio`` (mean treated / mean null; None when the null's mean is ≤ 0).
     """
-    summary = {}
+    diff = np.asarray(treated, float) - np.asarray(null, float)
+    n = len(diff)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, n, size=(resamples, n))].mean(axis=1) if n else np.array([np.nan])
+    positive, negative = int((diff > 0).sum()), int((diff < 0).sum())
+    sign_p = binomtest(positive, positive + negative).pvalue if positive + negative else 1.0
+    mean_t, mean_n = float(np.mean(treated)), float(np.mean(null))
+    ratio = mean_t / mean_n if mean_n > 0 else None  # undefined when the null moves nothing
+    return {
+        "diff_mean": float(diff.mean()),
+        "diff_median": float(np.median(diff)),
+        "diff_ci_low": float(np.quantile(means, 0.025)),
+        "diff_ci_high": float(np.quantile(means, 0.975)),
+        "sign_p": float(sign_p),
+        "wins": positive / n if n else float("nan"),
+        "ratio": ratio,
+    }
+
+
+def summarise_faithfulness(scores: dict[str, np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """Medians (the paper's statistic) and means of every score, and for each ``ff_<p>@τ`` its
+    paired comparison with ``null_<p>@τ`` (:func:`paired_summary`) as ``paired_<p>@τ``.
+
+    The means matter: removing a few of many concepts leaves most images' prediction untouched,
+    so a median is often exactly 0 while the mean is not.
+    """
+    summary: dict[str, Any] = {}
     for key, values in scores.items():
-        if not key.startswith("removed@"):
+        if not key.startswith(("removed@", "active")):
             summary[f"median_{key}"] = float(np.median(values))
         summary[f"mean_{key}"] = float(np.mean(values))
+    for key in scores:
+        if key.startswith("ff_"):
+            summary[f"paired_{key[3:]}"] = paired_summary(
+                scores[key], scores["null_" + key[3:]], seed
+            )
     return summary

@@ -8,7 +8,12 @@ unchanged; the value the reconstruction *shows* is the one whose drawing is near
 squared error over the image at the drawing's best shift of up to R/8 pixels, so that a bird
 redrawn a little off its place still counts; the drawings differ only where the attribute is
 painted, so this compares that region). Accuracy per attribute is the fraction of images whose shown value is the
-true one; chance is one over the number of values. A reconstruction equal to the input scores 1.
+true one. A reconstruction equal to the input scores 1.
+
+Nulls: one over the number of values (``chance``) is not what an uninformative reconstruction
+scores. ``baselines`` gives the accuracy of always answering each attribute's most frequent value
+(``majority``) and of reading the mean of the evaluated images instead of each reconstruction
+(``mean_image``: a blur that shows whatever most images share).
 """
 
 from __future__ import annotations
@@ -115,24 +120,38 @@ def summarise_recon_attributes(
     class_names: Sequence[str],
     attribute_values: dict[str, list[str]],
     class_defining: Sequence[str],
+    null_readings: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Accuracies of ``shown`` ``(N, A)`` against ``truth`` ``(N, A)`` (columns = ``attributes``).
 
     Returns, per attribute, the accuracy over all images; ``all_class_defining``: the fraction of
     images whose class-defining attributes are all shown right; ``chance`` per attribute;
     ``worst_class`` per attribute (and for ``all_class_defining``): the lowest per-class accuracy
-    and the class it belongs to; ``per_class``: every accuracy per class.
+    and the class it belongs to; ``per_class``: every accuracy per class; ``baselines``: the same
+    accuracies for the majority answer and for each of ``null_readings`` (name → readings (N, A)
+    of an uninformative image, e.g. ``mean_image``).
     """
     shown, truth = np.asarray(shown), np.asarray(truth)
     labels = np.asarray(labels)
-    right = shown == truth  # (N, A)
     defining = [attributes.index(a) for a in class_defining if a in attributes]
-    columns = {name: right[:, j] for j, name in enumerate(attributes)}
-    if defining:
-        columns["all_class_defining"] = right[:, defining].all(axis=1)
+
+    def accuracies(readings: np.ndarray) -> dict[str, np.ndarray]:
+        right = readings == truth  # (N, A)
+        columns = {name: right[:, j] for j, name in enumerate(attributes)}
+        if defining:
+            columns["all_class_defining"] = right[:, defining].all(axis=1)
+        return columns
+
+    columns = accuracies(shown)
     result: dict[str, Any] = {name: float(col.mean()) for name, col in columns.items()}
     result["images"] = len(labels)
     result["chance"] = {name: 1.0 / len(attribute_values[name]) for name in attributes}
+    majority = np.array([np.bincount(truth[:, j]).argmax() for j in range(truth.shape[1])])
+    readings = {"majority": np.broadcast_to(majority, truth.shape), **(null_readings or {})}
+    result["baselines"] = {
+        name: {k: float(v.mean()) for k, v in accuracies(np.asarray(r)).items()}
+        for name, r in readings.items()
+    }
     per_class: dict[str, dict[str, float]] = {}
     for c, cname in enumerate(class_names):
         mask = labels == c

@@ -3,6 +3,14 @@
 One pass over the test images gives accuracy, fidelity, reconstruction errors, Fréchet distances,
 sparsity and the activations for attribute alignment; faithfulness and consistency then run on a
 seeded random subset. Results go to ``metrics.json`` and a Markdown table ``metrics.md``.
+
+Every number comes with its null, what a model that knows nothing would score: accuracy beside the
+majority class, fidelity beside the agreement of independent predictions with the same class
+frequencies, faithfulness beside removing as many random active concepts, alignment beside a
+permutation of the attributes, consistency beside shuffled labels. With an independently trained
+classifier f' (``EvalOptions.independent``), the reconstructions are also scored by f': f is
+trained against (γ·CE(f(x̃), f(x))), so it may accept reconstructions that do not look right; f'
+was not.
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ class EvalOptions:
     fid: bool = True
     inception_weights: str | None = None
     lpips: torch.nn.Module | None = None
+    # an independently trained classifier f' (images in [−1, 1] → logits) that scores x̃ too
+    independent: torch.nn.Module | None = None
+    intervention: str = "isolated"  # how removals / amplifications reach Ω (INTERVENTIONS)
+    consistency_shuffles: int = 5
+    alignment_permutations: int = 200
     seed: int = 0
     progress: bool = False
 
@@ -79,6 +92,9 @@ def evaluate_model(
     )
     shown = []
     count = 0
+    image_sum = None  # of the images whose reconstructions are read: the mean-image null
+    predictions: dict[str, list[torch.Tensor]] = {}
+    independent = opt.independent.eval().to(device) if opt.independent is not None else None
     from tqdm import tqdm
 
     for images, labels in tqdm(
@@ -96,15 +112,21 @@ def evaluate_model(
             stats["inc_fake"].update(inception(fake_u8))
         activations.append(out.activations.float().cpu())
         relevant.append((model.relevance(out) > opt.relevance_threshold).sum(1).float().cpu())
+        _collect(predictions, labels, out, model.classifier(recon), recon, images, independent)
         todo = min(images.shape[0], opt.recon_attribute_images - count)
         if counterfactuals and todo > 0:
             batch = positions[count : count + todo]
             shown.append(attributes_shown(recon[:todo], batch, base, base.attribute_names))
+            part = images[:todo].float().sum(0).cpu()
+            image_sum = part if image_sum is None else image_sum + part
         count += images.shape[0]
     metrics: dict[str, Any] = {
         k: v / count for k, v in sums.items() if k != "lpips" or opt.lpips is not None
     }
     metrics["images"] = count
+    metrics["nulls"] = _prediction_nulls(predictions)
+    if independent is not None:
+        metrics["independent"] = _independent_scores(predictions)
     metrics["fd_classifier"] = frechet_distance(
         *stats["cls_real"].mean_cov(), *stats["cls_fake"].mean_cov()
     )
@@ -119,6 +141,8 @@ def evaluate_model(
         "threshold": opt.relevance_threshold,
         "dead_concepts": int((mean_activation < 1e-6).sum()),
         "concepts": int(acts.shape[1]),
+        "relevant_fraction": float(torch.cat(relevant).mean()) / acts.shape[1],
+        "active_per_image": float((acts > 1e-6).sum(1).mean()),
     }
     metrics["faithfulness"] = _faithfulness(model, subset, device, opt)
     alive = [int(k) for k in np.argsort(-mean_activation) if mean_activation[k] >= 1e-6]
@@ -130,6 +154,10 @@ def evaluate_model(
         if counterfactuals:
             defining = base.attribute_is_class_defining or [False] * len(base.attribute_names)
             read = np.concatenate(shown)
+            mean_image = (image_sum / len(read))[None].expand(len(read), -1, -1, -1)
+            mean_read = attributes_shown(
+                mean_image, positions[: len(read)], base, base.attribute_names
+            )
             metrics["recon_attributes"] = summarise_recon_attributes(
                 read,
                 attributes[: len(read)],
@@ -138,14 +166,76 @@ def evaluate_model(
                 base.classes,
                 base.attribute_values,
                 [a for a, d in zip(base.attribute_names, defining, strict=True) if d],
+                null_readings={"mean_image": mean_read},
             )
         metrics["attribute_alignment"] = attribute_alignment(
             acts,
             attributes,
             base.attribute_names,
             getattr(base, "attribute_is_class_defining", None),
+            permutations=opt.alignment_permutations,
+            seed=opt.seed,
         )
     return metrics
+
+
+def _collect(
+    predictions: dict[str, list[torch.Tensor]],
+    labels: torch.Tensor,
+    out: Any,
+    f_on_recon: torch.Tensor,
+    recon: torch.Tensor,
+    images: torch.Tensor,
+    independent: torch.nn.Module | None,
+) -> None:
+    """Append one batch's labels and predicted classes (f, g; f on x̃; f' on x and x̃)."""
+    batch = {
+        "label": labels,
+        "f": out.f_logits.argmax(1),
+        "g": out.g_logits.argmax(1),
+        "f_recon": f_on_recon.argmax(1),
+    }
+    if independent is not None:
+        batch["fi"] = independent(images).argmax(1)
+        batch["fi_recon"] = independent(recon).argmax(1)
+    for key, value in batch.items():
+        predictions.setdefault(key, []).append(value.cpu())
+
+
+def _prediction_nulls(predictions: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """What knowing nothing scores: ``accuracy`` of always answering the most frequent test class;
+    ``fidelity``: the agreement of two independent predictions with f's and g's class
+    frequencies, Σ_c P(f = c)·P(g = c)."""
+    labels, f, g = (torch.cat(predictions[k]) for k in ("label", "f", "g"))
+    classes = int(max(labels.max(), f.max(), g.max())) + 1
+    freq = {k: torch.bincount(v, minlength=classes).double() / len(v) for k, v in
+            (("label", labels), ("f", f), ("g", g))}  # fmt: skip
+    return {
+        "accuracy": float(freq["label"].max()),
+        "fidelity": float((freq["f"] * freq["g"]).sum()),
+    }
+
+
+def _independent_scores(predictions: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """f' (an independently trained classifier) on the inputs and on the reconstructions.
+
+    ``accuracy``: f' on x; ``agrees_with_f``: f'(x) = f(x), the ceiling for the next one;
+    ``recon_agrees_with_f``: f'(x̃) = f(x) — how often an independent reader sees f's class in the
+    reconstruction; ``recon_consistent``: f'(x̃) = f'(x); ``f_recon_agrees``: f(x̃) = f(x), f's own
+    reading (measured during the pass over the test set, on the same images); ``fooling_gap``:
+    f_recon_agrees − recon_agrees_with_f (large: x̃ is classified right by f but not by f').
+    """
+    p = {k: torch.cat(v) for k, v in predictions.items()}
+    result = {
+        "accuracy": (p["fi"] == p["label"]).double().mean().item(),
+        "agrees_with_f": (p["fi"] == p["f"]).double().mean().item(),
+        "recon_agrees_with_f": (p["fi_recon"] == p["f"]).double().mean().item(),
+        "recon_consistent": (p["fi_recon"] == p["fi"]).double().mean().item(),
+    }
+    if "f_recon" in p:
+        result["f_recon_agrees"] = (p["f_recon"] == p["f"]).double().mean().item()
+        result["fooling_gap"] = result["f_recon_agrees"] - result["recon_agrees_with_f"]
+    return result
 
 
 def _subset(dataset: Dataset, max_images: int, seed: int) -> Dataset:
@@ -172,8 +262,10 @@ def _faithfulness(
         opt.thresholds,
         seed=opt.seed,
         device=device,
+        intervention=opt.intervention,
+        independent=opt.independent,
     )
-    return summarise_faithfulness(scores)
+    return summarise_faithfulness(scores, seed=opt.seed)
 
 
 def _consistency(
@@ -185,7 +277,16 @@ def _consistency(
         list(_images(dataset, opt.consistency_images, opt.seed + 2, opt.batch_size, device))
     )
     per_concept = concept_consistency(
-        model, images, concepts, batch_size=opt.batch_size, seed=opt.seed
+        model,
+        images,
+        concepts,
+        batch_size=opt.batch_size,
+        seed=opt.seed,
+        intervention=opt.intervention,
+        shuffles=opt.consistency_shuffles,
+        # the probe on a concept Ω does not read, for the most active concept only (its images
+        # are identical under the isolated intervention: a check that the probe sees k alone)
+        unread_concepts=concepts[:1],
     )
     return {
         **summarise_consistency(per_concept),
@@ -225,23 +326,40 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    """acc_f, acc_g, fidelity, reconstruction and FF@0.1 vs random, on one line."""
-    parts = [
-        f"{k} {metrics[k]:.4f}"
-        for k in ("acc_f", "acc_g", "fidelity", "mse", "lpips", "fid")
-        if k in metrics
-    ]
+    """The headline numbers on one line, each with its null in parentheses."""
+    nulls = metrics.get("nulls", {})
+    parts = []
+    for key in ("acc_f", "acc_g", "fidelity", "mse", "lpips", "fid"):
+        if key in metrics:
+            null = nulls.get("accuracy" if key.startswith("acc") else key)
+            parts.append(f"{key} {metrics[key]:.4f}" + (f" (null {null:.3f})" if null else ""))
     ff = metrics.get("faithfulness", {})
-    if "median_ff_f@0.1" in ff:
-        parts.append(f"FF@0.1 {ff['median_ff_f@0.1']:.4f} (random {ff['median_random_f@0.1']:.4f})")
+    if "mean_ff_f@0.1" in ff:
+        paired = ff["paired_f@0.1"]
+        parts.append(
+            f"FF@0.1 mean {ff['mean_ff_f@0.1']:.4f} vs {ff['mean_null_f@0.1']:.4f} removing as "
+            f"many random active concepts (paired difference {paired['diff_mean']:.4f}, 95% CI "
+            f"{paired['diff_ci_low']:.4f}..{paired['diff_ci_high']:.4f})"
+        )
+    independent = metrics.get("independent", {})
+    if "recon_agrees_with_f" in independent:
+        parts.append(
+            f"f' agrees with f on reconstructions {independent['recon_agrees_with_f']:.3f} "
+            f"(f itself {independent.get('f_recon_agrees', float('nan')):.3f}, "
+            f"f' on inputs {independent['agrees_with_f']:.3f})"
+        )
     shown = metrics.get("recon_attributes", {})
     if "all_class_defining" in shown:
         worst = shown["worst_class"]["all_class_defining"]
+        null = max(b["all_class_defining"] for b in shown["baselines"].values())
         parts.append(
             f"reconstructions show the class-defining attributes {shown['all_class_defining']:.3f}"
-            f" (worst class {worst['class']} {worst['accuracy']:.3f})"
+            f" (best null {null:.3f}; worst class {worst['class']} {worst['accuracy']:.3f})"
         )
     cons = metrics.get("consistency", {})
     if cons.get("consistency_concepts"):
-        parts.append(f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}")
+        text = f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}"
+        if "null_mean" in cons:
+            text += f" (shuffled-label null {cons['null_mean']:.3f})"
+        parts.append(text)
     return ", ".join(parts)

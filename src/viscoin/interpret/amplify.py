@@ -1,6 +1,10 @@
 """Concept amplification strips (METHOD.md §3): regenerate an image with chosen concept maps φ_k
 multiplied by λ, Φ' fixed and constant noise, and show what changes.
 
+By default Ω's input scale comes from the unmodified Φ(x) (intervention ``isolated``), so only the
+chosen concepts change; ``literal`` recomputes it from the modified maps as the paper's code does,
+which fades every other concept as λ grows (see :mod:`viscoin.models.translator`).
+
 λ = 1 is the plain reconstruction, λ = 0 removes the concept. Each generated image is classified
 again by f and by g, so the strip shows whether the prediction follows the concept.
 """
@@ -17,7 +21,7 @@ from matplotlib.figure import Figure
 from viscoin.errors import UserError
 from viscoin.interpret.common import evaluating, model_device
 from viscoin.interpret.relevance import selection_mask
-from viscoin.models.viscoin import Viscoin
+from viscoin.models.viscoin import Viscoin, check_intervention
 from viscoin.utils.figures import image_array, new_figure, paper_style, save_figure, short_label
 
 DEFAULT_MULTIPLIERS = (0.0, 1.0, 2.0, 4.0)
@@ -72,18 +76,23 @@ def concept_strips(
     multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
     mode: str = "each",
     indices: Sequence[int] | None = None,
+    intervention: str = "isolated",
 ) -> list[ConceptStrip]:
     """Amplify ``selected[b]`` (concept indices) in image b of ``images`` (B, 3, R, R) by each λ.
 
     ``mode``: ``each`` (one row per concept) or ``together`` (one row, all selected concepts scaled
     at once). ``indices``: dataset positions of the images, only used for titles.
+    ``intervention``: ``isolated`` or ``literal`` (module docstring).
     """
     if mode not in MODES:
         raise UserError(f"unknown amplification mode '{mode}'. Use each or together.")
+    check_intervention(intervention)
     if len(selected) != images.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {len(selected)} concept selections")
     with evaluating(model):
-        return _strips(model, images, selected, [float(m) for m in multipliers], mode, indices)
+        return _strips(
+            model, images, selected, [float(m) for m in multipliers], mode, indices, intervention
+        )
 
 
 def _strips(
@@ -93,6 +102,7 @@ def _strips(
     multipliers: list[float],
     mode: str,
     indices: Sequence[int] | None,
+    intervention: str,
 ) -> list[ConceptStrip]:
     device = model_device(model)
     images = images.to(device)
@@ -106,7 +116,9 @@ def _strips(
         if rows:
             mask = selection_mask(rows, model.n_concepts)
             batch = images[b : b + 1].expand(len(rows), -1, -1, -1)
-            generated = model.amplify(batch, mask.to(device), multipliers)
+            generated = model.amplify(
+                batch, mask.to(device), multipliers, intervention=intervention
+            )
             predictions = predict(model, generated)
         else:  # nothing passed the selection rule for this image
             generated = images.new_zeros((0, len(multipliers), *images.shape[-3:]))

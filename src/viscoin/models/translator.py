@@ -13,6 +13,12 @@ grow a large part shared by every image, and the per-image scaling then shrinks 
 variation to almost nothing: the rows that read Φ' stop depending on the image. The concept maps
 keep the per-image scaling: they carry the sparsity penalty, which a scale-free reader would let
 shrink them to nothing.
+
+Interventions (amplifying or removing concepts) pass the unmodified Φ(x) as ``reference``: the
+per-image RMS is then taken from it, so multiplying φ_k by λ changes only concept k's share of Ω's
+input. Recomputing the RMS from the modified maps (the paper's literal reading, ``reference=None``)
+rescales every other concept too — with λ = 4 on a strong concept the others fall to about a
+third — and the image changes globally whichever concept was touched.
 """
 
 from __future__ import annotations
@@ -64,9 +70,13 @@ class RowwiseEqualizedLinear(nn.Module):
         return out
 
 
-def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """x / sqrt(mean(x²) + eps) over the last dimension."""
-    return x * (x.square().mean(dim=-1, keepdim=True) + eps).rsqrt()
+def normalize_2nd_moment(
+    x: torch.Tensor, eps: float = 1e-8, reference: torch.Tensor | None = None
+) -> torch.Tensor:
+    """x / sqrt(mean(r²) + eps) over the last dimension, with r = ``reference`` (same shape as x)
+    when given, else r = x."""
+    r = x if reference is None else reference
+    return x * (r.square().mean(dim=-1, keepdim=True) + eps).rsqrt()
 
 
 class ConceptTranslator(nn.Module):
@@ -115,8 +125,19 @@ class ConceptTranslator(nn.Module):
             "w_avg", torch.zeros(w_dim) if w_avg is None else w_avg.detach().clone().float()
         )
 
-    def forward(self, concept_maps: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-        concepts = normalize_2nd_moment(concept_maps.flatten(1))
+    def forward(
+        self,
+        concept_maps: torch.Tensor,
+        support: torch.Tensor,
+        reference: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Φ (B, K, 3, 3), Φ' (B, 9K) → w⁺ (B, num_ws, w_dim).
+
+        ``reference`` (B, K, 3, 3): the unmodified Φ(x) when ``concept_maps`` is an intervention on
+        it; the concept input's per-image scale is then taken from the reference (module docstring).
+        """
+        ref = None if reference is None else reference.flatten(1)
+        concepts = normalize_2nd_moment(concept_maps.flatten(1), reference=ref)
         if self.input_norm == "batch":
             support = self.support_norm(support.float())
         else:

@@ -26,6 +26,19 @@ from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
 
 KIND = "viscoin"
 
+# How an intervention on Φ (amplify, remove) is fed to Ω: "isolated" takes Ω's per-image input
+# scale from the unmodified Φ(x), so only the changed concepts move; "literal" recomputes it from the
+# modified maps, as the paper's code does, which rescales every other concept as well.
+INTERVENTIONS = ("isolated", "literal")
+
+
+def check_intervention(intervention: str) -> str:
+    if intervention not in INTERVENTIONS:
+        raise UserError(
+            f"unknown intervention {intervention!r}: use one of {', '.join(INTERVENTIONS)}"
+        )
+    return intervention
+
 
 @dataclass
 class ViscoinOutput:
@@ -151,11 +164,32 @@ class Viscoin(nn.Module):
         return ViscoinOutput(f_logits, g_logits, concept_maps, support, activations, w_plus)
 
     def decode(
-        self, concept_maps: torch.Tensor, support: torch.Tensor, noise_mode: str = "const"
+        self,
+        concept_maps: torch.Tensor,
+        support: torch.Tensor,
+        noise_mode: str = "const",
+        reference: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """G(Ω(Φ, Φ')): (B, K, 3, 3), (B, 9K) → images (B, 3, R, R) in [−1, 1]."""
-        w_plus = self.core.translator(concept_maps, support)
+        """G(Ω(Φ, Φ')): (B, K, 3, 3), (B, 9K) → images (B, 3, R, R) in [−1, 1].
+
+        ``reference`` (B, K, 3, 3): the unmodified Φ(x) when ``concept_maps`` is an intervention on
+        it (Ω's input scale is then taken from it; see :mod:`viscoin.models.translator`).
+        """
+        w_plus = self.core.translator(concept_maps, support, reference=reference)
         return self.generator.synthesis(w_plus, noise_mode=noise_mode)
+
+    def decode_intervention(
+        self,
+        concept_maps: torch.Tensor,
+        out: ViscoinOutput,
+        intervention: str = "isolated",
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """Regenerate ``out``'s images with their concept maps replaced by ``concept_maps``
+        (B, K, 3, 3), Φ' kept; ``intervention`` is one of :data:`INTERVENTIONS`. → (B, 3, R, R)."""
+        check_intervention(intervention)
+        reference = out.concept_maps if intervention == "isolated" else None
+        return self.decode(concept_maps, out.support, noise_mode, reference=reference)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """x̃ = G(Ω(Ψ(f(x)))) with constant noise, (B, 3, R, R) → (B, 3, R, R)."""
@@ -174,10 +208,12 @@ class Viscoin(nn.Module):
         concepts: list[int] | torch.Tensor,
         multipliers: list[float] = (0.0, 1.0, 2.0, 4.0),
         noise_mode: str = "const",
+        intervention: str = "isolated",
     ) -> torch.Tensor:
         """Regenerate each image with the maps of ``concepts`` multiplied by each λ in ``multipliers``,
-        Φ' fixed. ``concepts``: indices shared by the batch, or a (B, K) boolean mask.
-        Images (B, 3, R, R) → (B, M, 3, R, R)."""
+        Φ' fixed. ``concepts``: indices shared by the batch, or a (B, K) boolean mask;
+        ``intervention``: one of :data:`INTERVENTIONS`. Images (B, 3, R, R) → (B, M, 3, R, R)."""
+        check_intervention(intervention)
         out = self(images)
         if isinstance(concepts, torch.Tensor) and concepts.dtype == torch.bool:
             mask = concepts.to(images.device)
@@ -190,7 +226,7 @@ class Viscoin(nn.Module):
         for lam in multipliers:
             scale = torch.where(mask, torch.as_tensor(float(lam), device=images.device), 1.0)
             maps = out.concept_maps * scale[:, :, None, None]
-            strips.append(self.decode(maps, out.support, noise_mode))
+            strips.append(self.decode_intervention(maps, out, intervention, noise_mode))
         return torch.stack(strips, dim=1)
 
     @torch.no_grad()
