@@ -87,7 +87,12 @@ class GanConfig:
     ema_rampup: float | None = 0.05  # EMA half-life ≤ this fraction of the images seen; None: off
     style_mixing: float = 0.9  # probability of mixing two latents in a training batch
     mbstd_group_size: int = 4  # discriminator minibatch-std group (must divide the batch)
-    augment: bool = False  # random x-flips and translations of D's inputs (real and fake)
+    # what D's inputs (real and generated) go through: ada (StyleGAN2-ADA's 'bgc' augmentations,
+    # p tuned from E[sign D(real)]) | fixed:P (the same augmentations at a constant p) | none
+    augment: str = "none"
+    ada_target: float = 0.6  # target of r_t = E[sign D(real)]
+    ada_kimg: float = 500.0  # thousands of images for p to go from 0 to 1 at the fastest
+    ada_interval: int = 4  # steps between adjustments of p
     snapshot_every: int = 1000  # iterations between checkpoints / sample grids
     max_minutes: float = 0.0  # stop (and save) after this much training time; 0: no limit
     log_every: int = 50
