@@ -140,17 +140,16 @@ def color_matrix(d: AugmentDraws) -> torch.Tensor:
     eye = torch.eye(4, dtype=b.dtype, device=b.device).expand(b.shape[0], 4, 4)
     v = _luma_axis(b)
     vvt = torch.outer(v, v)
-    zero = torch.zeros_like(b)
     brightness = _matrix([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], b)
     c = d.contrast
     contrast = _matrix([[c, 0, 0, 0], [0, c, 0, 0], [0, 0, c, 0], [0, 0, 0, 1]], c)
     lumaflip = eye - 2 * vvt * d.lumaflip[:, None, None]  # Householder reflection across v⊥
     # Rodrigues: R = cos θ I + sin θ [v]× + (1 − cos θ) vvᵀ on the RGB block.
     cos, sin = torch.cos(d.hue), torch.sin(d.hue)
-    vx, vy, vz = (float(v[0]),) * 3
-    cross = _matrix(
-        [[zero, -vz, vy, 0], [vz, zero, -vx, 0], [-vy, vx, zero, 0], [0, 0, 0, 0]], d.hue
-    )
+    # [v]×, the cross-product matrix of v (whose three components are all 1/√3).
+    cross = torch.tensor(
+        [[0, -1, 1, 0], [1, 0, -1, 0], [-1, 1, 0, 0], [0, 0, 0, 0]], dtype=b.dtype, device=b.device
+    ) / math.sqrt(3)
     rgb = torch.diag(torch.tensor([1, 1, 1, 0], dtype=b.dtype, device=b.device))
     hue = eye + (cos - 1)[:, None, None] * (rgb - vvt) + sin[:, None, None] * cross
     saturation = eye + (d.saturation - 1)[:, None, None] * (rgb - vvt)
