@@ -26,6 +26,11 @@ def test_presets_load_with_paper_values():
         and cars.classifier.lr_step == 30
     )
     assert load_config("celeba_hq").viscoin.iterations == 50_000
+    # ADA for the GANs of real datasets; the shapes preset keeps the settings its shipped
+    # generator was trained with (benchmarks/train_shapes_generator.sh): no augmentation.
+    for name in ("cub", "stanford_cars", "celeba_hq"):
+        assert load_config(name).gan.augment == "ada", name
+    assert load_config("shapes").gan.augment == "none"
 
 
 def test_overrides_are_typed():
@@ -90,3 +95,31 @@ def test_unknown_preset_and_bad_yaml(tmp_path: Path):
 def test_default_config_is_complete():
     cfg = Config()
     assert set(cfg.to_dict()) == {"run", "data", "classifier", "gan", "viscoin"}
+
+
+@pytest.mark.parametrize("resolution, batch", [(32, 32), (64, 32), (256, 16)])
+def test_gan_preset_auto_follows_the_official_formulas(resolution, batch):
+    g = load_config(None, ["gan.preset=auto", f"gan.resolution={resolution}"]).gan
+    assert g.batch_size == batch == max(min(min(4096 // resolution, 32), 64), 1)
+    assert g.mbstd_group_size == min(batch, 4) == 4
+    assert g.channel_base == 16384 and g.channel_max == 512 and g.mapping_layers == 2
+    assert g.lr == 0.0025
+    assert g.r1_gamma == pytest.approx(0.0002 * resolution**2 / batch)
+    assert g.ema_kimg == pytest.approx(batch * 10 / 32) and g.ema_rampup == 0.05
+    assert g.resolution == resolution and g.preset == "auto"
+
+
+def test_gan_preset_auto_lets_explicit_values_win(tmp_path: Path):
+    # --set wins over auto; the preset file's gan section too (shapes: 64 px, batch 64, base 2048).
+    g = load_config("shapes", ["gan.preset=auto", "gan.r1_gamma=0.5"]).gan
+    assert (g.batch_size, g.channel_base, g.r1_gamma) == (64, 2048, 0.5)
+    assert g.mapping_layers == 2 and g.lr == 0.0025
+    # what the file leaves unset comes from auto at the file's resolution (64 px: batch 32)
+    path = tmp_path / "a.yaml"
+    path.write_text("gan:\n  preset: auto\n  resolution: 64\n")
+    g = load_config(path).gan
+    assert g.batch_size == 32 and g.r1_gamma == pytest.approx(0.0002 * 64**2 / 32)
+    assert load_config(None, ["gan.preset=auto", "gan.resolution=512"]).gan.channel_base == 32768
+    assert load_config(None).gan.preset == "none"
+    with pytest.raises(UserError, match="unknown gan.preset='fast'"):
+        load_config(None, ["gan.preset=fast"])

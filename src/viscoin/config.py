@@ -65,6 +65,10 @@ class ClassifierConfig:
 class GanConfig:
     """StyleGAN2 architecture and training (used by ``viscoin train gan``)."""
 
+    # auto: batch, minibatch-std group, channel base, lr, R1 γ, EMA and mapping depth derived from
+    # the resolution as StyleGAN2-ADA's `--cfg auto` (see auto_gan_settings); values set in the
+    # YAML file or with --set still win. none: the values below.
+    preset: str = "none"
     resolution: int = 256
     z_dim: int = 512
     w_dim: int = 512
@@ -87,7 +91,12 @@ class GanConfig:
     ema_rampup: float | None = 0.05  # EMA half-life ≤ this fraction of the images seen; None: off
     style_mixing: float = 0.9  # probability of mixing two latents in a training batch
     mbstd_group_size: int = 4  # discriminator minibatch-std group (must divide the batch)
-    augment: bool = False  # random x-flips and translations of D's inputs (real and fake)
+    # what D's inputs (real and generated) go through: ada (StyleGAN2-ADA's 'bgc' augmentations,
+    # p tuned from E[sign D(real)]) | fixed:P (the same augmentations at a constant p) | none
+    augment: str = "none"
+    ada_target: float = 0.6  # target of r_t = E[sign D(real)]
+    ada_kimg: float = 500.0  # thousands of images for p to go from 0 to 1 at the fastest
+    ada_interval: int = 4  # steps between adjustments of p
     snapshot_every: int = 1000  # iterations between checkpoints / sample grids
     max_minutes: float = 0.0  # stop (and save) after this much training time; 0: no limit
     log_every: int = 50
@@ -191,11 +200,40 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     )
 
 
+def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
+    """The ``gan`` values of StyleGAN2-ADA's ``--cfg auto`` (its ``train.py``) at ``resolution``.
+
+    batch = max(min(gpus · min(4096 // res, 32), 64), gpus); minibatch-std group =
+    min(batch // gpus, 4); channel base 32768 from 512 px, 16384 below; lr 0.002 from 1024 px,
+    0.0025 below; R1 γ = 0.0002 · res² / batch; EMA half-life batch · 10 / 32 kimg, ramp-up 0.05;
+    a 2-layer mapping network.
+    """
+    if resolution < 4:
+        raise UserError(f"gan.resolution={resolution}: StyleGAN2 needs at least 4 px.")
+    batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    return {
+        "batch_size": batch,
+        "mbstd_group_size": min(batch // gpus, 4),
+        "channel_base": 32768 if resolution >= 512 else 16384,
+        "channel_max": 512,
+        "lr": 0.002 if resolution >= 1024 else 0.0025,
+        "r1_gamma": 0.0002 * resolution**2 / batch,
+        "ema_kimg": batch * 10 / 32,
+        "ema_rampup": 0.05,
+        "mapping_layers": 2,
+    }
+
+
 def load_config(
     name_or_path: str | Path | None = None, overrides: typing.Sequence[str] = ()
 ) -> Config:
-    """Build a :class:`Config` from a preset or YAML file, then apply ``a.b=value`` overrides."""
-    config = Config()
+    """Build a :class:`Config` from a preset or YAML file, then apply ``a.b=value`` overrides.
+
+    With ``gan.preset=auto`` the auto values (:func:`auto_gan_settings` at the resulting
+    ``gan.resolution``) replace the defaults, and the file and overrides are applied over them.
+    """
+    raw: dict[str, Any] = {}
+    source = "config"
     if name_or_path is not None:
         path = resolve_preset(name_or_path)
         try:
@@ -204,13 +242,23 @@ def load_config(
             raise UserError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {raw!r}")
-        config = from_dict(raw, source=str(path))
-    return apply_overrides(config, overrides)
+        source = str(path)
+    config = apply_overrides(from_dict(raw, source=source), overrides)
+    if config.gan.preset == "auto":
+        base = Config(gan=GanConfig(**auto_gan_settings(config.gan.resolution)))
+        config = apply_overrides(from_dict(raw, source=source, base=base), overrides)
+    elif config.gan.preset != "none":
+        raise UserError(
+            f"unknown gan.preset={config.gan.preset!r}: use 'auto' (StyleGAN2-ADA's values for "
+            "the resolution) or 'none' (the values as set)."
+        )
+    return config
 
 
-def from_dict(raw: dict[str, Any], source: str = "config") -> Config:
-    """Build a :class:`Config` from a nested dict; unknown keys are refused."""
-    config = Config()
+def from_dict(raw: dict[str, Any], source: str = "config", base: Config | None = None) -> Config:
+    """Build a :class:`Config` from a nested dict over ``base`` (default: the defaults); unknown
+    keys are refused."""
+    config = base if base is not None else Config()
     for section_name, values in raw.items():
         section = _section(config, section_name, source)
         if values is None:

@@ -59,3 +59,20 @@ def test_sample_writes_official_names_and_grid(tmp_path, capsys):
     assert code == 0 and "ignored" in io.err
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["grid.png", "seed0003.png", "seed0010.png", "seed0011.png"]
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("gan.augment=bgc", "unknown gan.augment='bgc': use 'ada'"),
+        ("gan.augment=fixed:2", "gan.augment='fixed:2': the fixed probability must be"),
+        ("gan.ada_target=1.5", "gan.ada_target=1.5 must be strictly between 0 and 1"),
+    ],
+)
+def test_train_gan_rejects_bad_augmentation_settings(tmp_path, capsys, setting, message):
+    code, io = run(
+        capsys, "train", "gan", "--config", "shapes", "--set", setting,
+        "--runs-dir", str(tmp_path), "--name", "g", "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert code == 2 and io.err.startswith("error: ") and message in io.err
+    assert not (tmp_path / "g").exists()  # refused before a run directory was made

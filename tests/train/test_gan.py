@@ -1,6 +1,7 @@
 """StyleGAN2 training on CPU: a tiny GAN trains, saves, resumes exactly, and its generator samples."""
 
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from tests.conftest import run_cli
 from viscoin.config import load_config
 from viscoin.errors import UserError
 from viscoin.models.stylegan2 import load_discriminator, load_generator, sample
-from viscoin.train.gan import InfiniteBatches, augment, lazy_adam, train_gan
+from viscoin.train.gan import InfiniteBatches, lazy_adam, train_gan
 from viscoin.utils.checkpoint import load_state
 from viscoin.utils.runs import new_run, read_metrics
 
@@ -27,7 +28,9 @@ TINY = [
     "gan.r1_interval=2",
     "gan.pl_weight=1.0",
     "gan.pl_interval=2",
-    "gan.augment=true",
+    "gan.augment=ada",
+    "gan.ada_kimg=0.1",  # p moves by 4 · 3 / 100 = 0.12 per adjustment
+    "gan.ada_interval=3",  # adjustments after steps 3, 6: the resume at step 2 holds half an interval
     "gan.ema_kimg=0.01",
     "gan.snapshot_every=2",
     "gan.log_every=1",
@@ -52,10 +55,11 @@ def train(tmp_path, name, steps, resume=False, extra=()):
 
 
 def test_resume_continues_bit_exactly(tmp_path):
-    straight, summary = train(tmp_path, "straight", 4)
-    assert summary["steps"] == 4
-    train(tmp_path, "resumed", 2)
-    resumed, _ = train(tmp_path, "resumed", 4, resume=True)
+    straight, summary = train(tmp_path, "straight", 5)
+    assert summary["steps"] == 5
+    # Interrupted after step 4: ADA has moved p once (after step 3) and holds step 4's signs.
+    train(tmp_path, "resumed", 4)
+    resumed, _ = train(tmp_path, "resumed", 5, resume=True)
 
     for name in ("generator.safetensors", "discriminator.safetensors"):
         a, b = load_file(straight / "checkpoints" / name), load_file(resumed / "checkpoints" / name)
@@ -64,31 +68,40 @@ def test_resume_continues_bit_exactly(tmp_path):
             assert torch.equal(a[key], b[key]), (name, key)
     sa = load_state(straight / "checkpoints" / "gan-training.state.pt")
     sb = load_state(resumed / "checkpoints" / "gan-training.state.pt")
-    assert sa["step"] == sb["step"] == 4
+    assert sa["step"] == sb["step"] == 5
     for key, tensor in sa["G"].items():
         assert torch.equal(tensor, sb["G"][key]), key
     assert torch.equal(sa["pl_mean"], sb["pl_mean"])
+    assert torch.equal(sa["ada"]["p"], sb["ada"]["p"]) and float(sa["ada"]["p"]) > 0
+    # signs of steps 4 and 5: 4 logits at step 4 (D main), 8 at step 5 (D main and R1)
+    assert torch.equal(sa["ada"]["signs"], sb["ada"]["signs"]) and sa["ada"]["signs"][1] == 12
     assert sa["opt_D"]["state"][0]["step"] == sb["opt_D"]["state"][0]["step"]
 
     # metrics: one record per step, none duplicated by the resume
-    steps = [r["step"] for r in read_metrics(resumed / "metrics.jsonl")]
-    assert steps == [1, 2, 3, 4]
+    records = read_metrics(resumed / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    # the resumed step logs what the uninterrupted run logged, ADA's p and r_t included
+    for a, b in zip(records, read_metrics(straight / "metrics.jsonl"), strict=True):
+        for key in ("loss_G", "loss_D", "augment_p", "ada_rt"):
+            assert a.get(key) == b.get(key), (a["step"], key)
     record = read_metrics(straight / "metrics.jsonl")[-1]
-    for key in ("loss_G", "loss_D", "loss_D_real", "loss_D_fake", "kimg"):
+    for key in ("loss_G", "loss_D", "loss_D_real", "loss_D_fake", "kimg", "augment_p"):
         assert isinstance(record[key], float), key
     assert {r["step"] for r in read_metrics(straight / "metrics.jsonl") if "r1_penalty" in r} == {
         1,
         3,
+        5,
     }
     assert sorted(p.name for p in (straight / "figures").iterdir()) == [
         "samples-000002.png",
         "samples-000004.png",
+        "samples-000005.png",
     ]
 
 
 def test_trained_generator_loads_and_samples(tmp_path):
     run, _ = train(
-        tmp_path, "cond", 1, extra=["gan.c_dim=2", "gan.pl_weight=0", "gan.augment=false"]
+        tmp_path, "cond", 1, extra=["gan.c_dim=2", "gan.pl_weight=0", "gan.augment=none"]
     )
     G = load_generator(run / "checkpoints" / "generator.safetensors")
     assert G.c_dim == 2 and G.img_resolution == 16 and not G.training
@@ -135,14 +148,6 @@ def test_lazy_regularisation_rescales_adam():
     assert lazy_adam(param, 0.002, (0.0, 0.99), None).param_groups[0]["lr"] == 0.002
 
 
-def test_augment_keeps_shape_and_allows_double_backward():
-    x = torch.randn(4, 3, 8, 8, requires_grad=True)
-    y = augment(x)
-    assert y.shape == x.shape
-    (grad,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
-    grad.sum().backward()
-
-
 @pytest.mark.skipif(
     importlib.util.find_spec("viscoin.data") is None, reason="datasets not installed"
 )
@@ -159,3 +164,29 @@ def test_train_gan_command_on_the_builtin_dataset(tmp_path):
         load_generator(tmp_path / "g" / "checkpoints" / "generator.safetensors").img_resolution
         == 16
     )
+
+
+def test_ada_moves_p_by_the_sign_rule_and_logs_it(tmp_path):
+    # Target 0.01: r_t above it raises p, below it lowers p (clamped at 0).
+    run, _ = train(tmp_path, "ada", 9, extra=["gan.ada_target=0.01", "gan.r1_interval=1"])
+    records = read_metrics(run / "metrics.jsonl")
+    p = [r["augment_p"] for r in records]
+    adjusted = [r for r in records if "ada_rt" in r]
+    assert [r["step"] for r in adjusted] == [3, 6, 9]
+    expected, value = [], 0.0
+    for record in records:
+        if "ada_rt" in record:
+            value = min(max(value + math.copysign(0.12, record["ada_rt"] - 0.01), 0.0), 1.0)
+        expected.append(value)
+    assert p == pytest.approx(expected)
+    assert max(p) > 0  # p did move
+    state = load_state(run / "checkpoints" / "gan-training.state.pt")
+    assert float(state["ada"]["p"]) == pytest.approx(p[-1])
+
+
+def test_fixed_augmentation_keeps_p(tmp_path):
+    run, _ = train(tmp_path, "fixed", 2, extra=["gan.augment=fixed:0.3"])
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["augment_p"] for r in records] == pytest.approx([0.3, 0.3])
+    assert not any("ada_rt" in r for r in records)
+    assert "ada" not in load_state(run / "checkpoints" / "gan-training.state.pt")

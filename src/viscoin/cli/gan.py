@@ -133,6 +133,7 @@ def train_gan_command(
 
     Example: viscoin train gan --config shapes --set gan.kimg=200 --name shapes-gan
     """
+    from viscoin.train.augment import check_augment_config
     from viscoin.train.gan import train_gan
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
@@ -147,6 +148,7 @@ def train_gan_command(
         data_root=data_root,
         dataset=dataset,
     )
+    check_augment_config(cfg.gan)  # before any dataset or run directory is made
     torch_device = resolve_device(cfg.run.device)
     try:
         from viscoin.data import build_dataset

@@ -4,8 +4,11 @@ task's own images.
 The objective and schedule are StyleGAN2-ADA's: non-saturating logistic loss, lazy R1 on real
 images every ``r1_interval`` steps, optional lazy path-length regularisation, style mixing, an EMA
 copy of the generator (the one that is saved and used), and Adam with the lr/betas of lazily
-regularised networks rescaled by ``interval / (interval + 1)``. Resuming is exact: models,
-optimisers, RNG states and the data position are all restored.
+regularised networks rescaled by ``interval / (interval + 1)``. With ``gan.augment`` on, every
+image D sees (real and generated, in D's loss, inside R1 and in G's loss) goes through the ADA
+pipeline of :mod:`viscoin.train.augment`, whose p is tuned from E[sign D(real)] (``ada``) or fixed.
+Resuming is exact: models, optimisers, p and its statistics, RNG states and the data position are
+all restored.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from viscoin.data.transforms import to_uint8
 from viscoin.errors import UserError
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
 from viscoin.models.stylegan2.generator import image_grid, save_image
+from viscoin.train.augment import AdaTuner, AugmentPipe, check_augment_config
 from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from viscoin.utils.device import seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
@@ -78,29 +82,6 @@ def lazy_adam(
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
 
 
-def augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
-    """Random x-flips and integer translations (up to ``translation`` × size, zero fill) per image.
-
-    Built from indexing only, so R1's double backward goes through it. (B, C, H, W) → same.
-    """
-    b, _, h, w = images.shape
-    flip = torch.rand([b, 1, 1, 1], device=images.device) < 0.5
-    images = torch.where(flip, images.flip(3), images)
-    sy, sx = int(h * translation + 0.5), int(w * translation + 0.5)
-    ty = torch.randint(-sy, sy + 1, [b, 1, 1], device=images.device)
-    tx = torch.randint(-sx, sx + 1, [b, 1, 1], device=images.device)
-    gb, gy, gx = torch.meshgrid(
-        torch.arange(b, device=images.device),
-        torch.arange(h, device=images.device),
-        torch.arange(w, device=images.device),
-        indexing="ij",
-    )
-    gy = (gy + ty + 1).clamp(0, h + 1)
-    gx = (gx + tx + 1).clamp(0, w + 1)
-    padded = F.pad(images, [1, 1, 1, 1]).permute(0, 2, 3, 1)
-    return padded[gb, gy, gx].permute(0, 3, 1, 2).contiguous()
-
-
 class InfiniteBatches(Sampler[list[int]]):
     """Batches of indices from consecutive seeded permutations of the dataset, from any batch on.
 
@@ -143,13 +124,22 @@ class GanState:
     opt_D: torch.optim.Optimizer
     pl_mean: torch.Tensor
     step: int = 0
+    augment_pipe: AugmentPipe | None = None  # None: D sees the images as they are
+    ada: AdaTuner | None = None  # None: p stays where gan.augment put it
 
 
 class GanLoss:
     """StyleGAN2-ADA's losses, one method per training phase; each calls ``backward`` itself."""
 
-    def __init__(self, state: GanState, g: GanConfig) -> None:
-        self.s, self.g = state, g
+    def __init__(self, state: GanState, g: GanConfig, seed: int = 0) -> None:
+        self.s, self.g, self.seed = state, g, seed
+        # The augmentation's own random stream, reseeded from (seed, step) at every step: the draws
+        # of a step never depend on what ran before it, so a resumed run makes the same ones.
+        self.augment_generator = torch.Generator(device=state.pl_mean.device)
+
+    def begin_step(self, step: int) -> None:
+        """Seed the augmentation draws of training step ``step``."""
+        self.augment_generator.manual_seed((self.seed % 2**31) * 2**32 + step)
 
     def run_G(
         self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
@@ -167,9 +157,14 @@ class GanLoss:
 
     def run_D(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """(B, C, R, R) → logits (B, 1), through the augmentation when it is on."""
-        if self.g.augment:
-            images = augment(images)
+        if self.s.augment_pipe is not None:
+            images = self.s.augment_pipe(images, self.augment_generator)
         return self.s.D(images, c)
+
+    def observe_real(self, logits: torch.Tensor) -> None:
+        """Feed D's logits on real images to the ADA heuristic (r_t = E[sign D(real)])."""
+        if self.s.ada is not None:
+            self.s.ada.observe(logits)
 
     def generator_main(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """Non-saturating loss: mean softplus(-D(G(z)))."""
@@ -205,6 +200,7 @@ class GanLoss:
         loss_fake = F.softplus(fake_logits).mean()
         loss_fake.backward()
         real_logits = self.run_D(real.detach(), real_c)
+        self.observe_real(real_logits)
         loss_real = F.softplus(-real_logits).mean()
         loss_real.backward()
         return {
@@ -217,9 +213,13 @@ class GanLoss:
     def discriminator_r1(
         self, real: torch.Tensor, real_c: torch.Tensor, gain: float
     ) -> dict[str, torch.Tensor]:
-        """R1: (γ/2) ‖∇ₓD(x)‖² on real images (Mescheder et al. 2018)."""
+        """R1: (γ/2) ‖∇ₓD(x)‖² on real images (Mescheder et al. 2018).
+
+        x is the image before augmentation: the gradient (and its backward) goes through the pipe.
+        """
         real = real.detach().requires_grad_(True)
         logits = self.run_D(real, real_c)
+        self.observe_real(logits)
         (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         penalty = grads.square().sum([1, 2, 3])
         (logits[:, 0] * 0 + penalty * (self.g.r1_gamma / 2)).mean().mul(gain).backward()
@@ -256,6 +256,7 @@ def training_step(
     """One iteration: G main, G path length (lazy), D main, D R1 (lazy), then the EMA update."""
     s = loss.s
     batch, device = real.shape[0], real.device
+    loss.begin_step(s.step)
     real_c = F.one_hot(labels, c_dim).float() if c_dim else torch.zeros([batch, 0], device=device)
     do_pl = g.pl_weight > 0 and s.step % g.pl_interval == 0
     do_r1 = g.r1_gamma > 0 and s.step % g.r1_interval == 0
@@ -281,6 +282,8 @@ def training_step(
         for b_ema, b in zip(s.G_ema.buffers(), s.G.buffers(), strict=True):
             b_ema.copy_(b)
     s.step += 1
+    if s.ada is not None:
+        values |= s.ada.update(s.step)
     return values
 
 
@@ -338,6 +341,7 @@ def save_snapshot(
             "opt_D": state.opt_D.state_dict(),
             "pl_mean": state.pl_mean.cpu(),
             "rng": rng_state(),
+            **({"ada": state.ada.state_dict()} if state.ada is not None else {}),
         },
     )
     with torch.no_grad():
@@ -363,6 +367,8 @@ def _restore(state: GanState, path: Path, device: torch.device) -> None:
         ) from None
     state.pl_mean.copy_(saved["pl_mean"])
     state.step = int(saved["step"])
+    if state.ada is not None and "ada" in saved:
+        state.ada.load_state_dict(saved["ada"])
     set_rng_state(saved["rng"])
 
 
@@ -381,6 +387,7 @@ def train_gan(
     ``metrics.jsonl``. Returns a summary (steps, final losses, paths).
     """
     g = cfg.gan
+    check_augment_config(g)
     group = min(g.mbstd_group_size, g.batch_size)
     if g.batch_size < 1 or g.batch_size % group:
         raise UserError(
@@ -406,6 +413,11 @@ def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanStat
     """Freshly initialised networks (G and D in training mode, frozen until their phase) and optimisers."""
     G, D = build_networks(g, img_channels, g.c_dim)
     G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
+    spec = check_augment_config(g)
+    pipe = AugmentPipe(p=spec.p).to(device) if spec.mode != "none" else None
+    ada = None
+    if spec.mode == "ada":
+        ada = AdaTuner(pipe, g.ada_target, g.ada_kimg, g.ada_interval, batch=g.batch_size)
     return GanState(
         G=G,
         D=D,
@@ -413,6 +425,8 @@ def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanStat
         opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
         opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
         pl_mean=torch.zeros([], device=device),
+        augment_pipe=pipe,
+        ada=ada,
     )
 
 
@@ -461,7 +475,7 @@ def _train(
         generator=torch.Generator().manual_seed(cfg.run.seed),  # keeps the global RNG untouched
     )
     grid = _grid_inputs(state.G, cfg.run.seed, device)
-    loss = GanLoss(state, g)
+    loss = GanLoss(state, g, seed=cfg.run.seed)
     averages, last = _Averages(), {}
     start, t0 = state.step, time.time()
     batches = iter(loader)
@@ -480,6 +494,8 @@ def _train(
                     "kimg": state.step * g.batch_size / 1000,
                     "sec_per_step": (time.time() - t0) / max(state.step - start, 1),
                 }
+                if state.augment_pipe is not None:
+                    progress["augment_p"] = float(state.augment_pipe.p)
                 logger.log(state.step, {**last, **progress})
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
