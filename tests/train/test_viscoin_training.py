@@ -156,7 +156,9 @@ def test_resume_is_bit_exact(tmp_path, parts64):
     """Interrupted after 3 of 6 steps and resumed, a run ends where the uninterrupted one does, at
     64 px with dropout 0.5 (at 32 px Φ's maps are constant and dropout is inert, so a resume that
     lost the random state would still pass)."""
-    cfg = tiny_config(tmp_path, iterations=6, res=64, dropout=0.5, real_batch=2, fake_batch=2)
+    cfg = tiny_config(
+        tmp_path, iterations=6, res=64, dropout=0.5, noise_mode="random", real_batch=2, fake_batch=2
+    )
     straight = _trainer(cfg, "straight", parts64, n=8)
     straight.fit(progress=False)
 
@@ -169,6 +171,45 @@ def test_resume_is_bit_exact(tmp_path, parts64):
 
     assert _train_losses(straight) == _train_losses(second)
     _assert_same_weights(straight.core, second.core)
+
+
+def test_random_noise_is_seeded_and_reaches_the_images(tmp_path, parts):
+    """Random training noise (the default) is a function of the seed and step: two runs give the
+    same weights; constant noise gives other losses; another value is refused."""
+    runs = {}
+    for name, mode in (("a", "random"), ("b", "random"), ("const", "const")):
+        trainer = _trainer(tiny_config(tmp_path, iterations=2, noise_mode=mode), name, parts, n=8)
+        trainer.fit(progress=False)
+        runs[name] = trainer
+    _assert_same_weights(runs["a"].core, runs["b"].core)
+    assert _train_losses(runs["a"]) == _train_losses(runs["b"])
+    random_mse = [mse for _s, _t, mse in _train_losses(runs["a"])]
+    const_mse = [mse for _s, _t, mse in _train_losses(runs["const"])]
+    assert all(abs(r - c) > 1e-4 * c for r, c in zip(random_mse, const_mse, strict=True))
+    # the generated half of the batch takes the noise too
+    assert not torch.equal(runs["a"]._fake_batch(0), runs["const"]._fake_batch(0))
+    assert torch.equal(runs["a"]._fake_batch(0), runs["b"]._fake_batch(0))
+
+    from viscoin.errors import UserError
+
+    with pytest.raises(UserError, match="viscoin.noise_mode must be one of random, const"):
+        _trainer(tiny_config(tmp_path, noise_mode="none"), "bad-noise", parts)
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tmp_path, parts64):
+    """grad_accum = 2 parts of 4 images give the update of one batch of 8, with dropout 0.5 and
+    random noise (drawn per image of the global batch, whatever the split). With
+    ``translator_input_norm=batch`` they would not: each part has its own batch statistics."""
+    runs = {}
+    for accum in (1, 2):
+        cfg = tiny_config(
+            tmp_path, iterations=2, res=64, dropout=0.5, noise_mode="random", grad_accum=accum
+        )
+        runs[accum] = _trainer(cfg, f"accum{accum}", parts64, n=8)
+        runs[accum].fit(progress=False)
+    _assert_same_weights(runs[1].core, runs[2].core, exact=False)
+    losses = [[t for _s, t, _m in _train_losses(runs[a])] for a in (1, 2)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
 
 
 def test_save_load_round_trip_and_export(tmp_path, parts):
