@@ -117,6 +117,10 @@ class ViscoinConfig:
     # standardised per feature: batch statistics in training, running ones in eval mode)
     translator_input_norm: str = "second_moment"
     dropout: float = 0.01
+    # G's noise in the reconstructions and generated images of training: random (the paper's
+    # code: StyleGAN's random noise, drawn per (seed, step, image)) | const (the stored noise
+    # images; evaluation and figures always use them)
+    noise_mode: str = "random"
     # objective (METHOD.md §2)
     alpha: float = 0.5  # output fidelity
     beta: float = 3.0  # LPIPS

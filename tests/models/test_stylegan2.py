@@ -165,6 +165,29 @@ def test_noise_modes_and_input_checks():
         G.synthesis(torch.zeros(1, 3, 10))
 
 
+@pytest.mark.parametrize("architecture", ["skip", "resnet"])
+def test_explicit_noise_is_the_random_draw(architecture):
+    """``noise=`` images in ``noise_resolutions()`` order are exactly what ``random`` mode draws
+    in the same RNG state, and every one of them reaches the image."""
+    G = tiny_generator(architecture=architecture)
+    ws = G.mapping(torch.randn(2, 12), None)
+    resolutions = G.synthesis.noise_resolutions()
+    assert resolutions == [4, 8, 8, 16, 16]
+    torch.manual_seed(3)
+    fresh = G.synthesis(ws, noise_mode="random")
+    torch.manual_seed(3)
+    noise = [torch.randn(2, 1, r, r) for r in resolutions]
+    assert torch.equal(G.synthesis(ws, noise_mode="random", noise=noise), fresh)
+    for i in range(len(noise)):
+        changed = [n.clone() for n in noise]
+        changed[i].neg_()
+        assert not torch.equal(G.synthesis(ws, noise_mode="random", noise=changed), fresh), i
+    with pytest.raises(ValueError, match="noise must hold 5 images"):
+        G.synthesis(ws, noise_mode="random", noise=noise[:-1])
+    with pytest.raises(ValueError, match="explicit noise needs noise_mode='random'"):
+        G.synthesis(ws, noise_mode="const", noise=noise)
+
+
 @pytest.mark.parametrize("architecture", ["orig", "resnet"])
 def test_other_generator_architectures_run(architecture):
     G = tiny_generator(architecture=architecture)

@@ -22,9 +22,35 @@ def parts(tmp_path_factory):
     return make_parts(tmp_path_factory.mktemp("parts"))
 
 
+@pytest.fixture(scope="module")
+def parts64(tmp_path_factory):
+    """64 px parts: f's last stage is 2×2, so Φ's 3×3 maps vary in space and dropout acts."""
+    return make_parts(tmp_path_factory.mktemp("parts64"), res=64)
+
+
 def _trainer(cfg, name, parts, resume=False, dist=CPU, n=32):
     run = new_run(cfg.run.runs_dir, name, prefix="v", resume=resume)
-    return ViscoinTrainer(cfg, run, *parts, TinyImages(n, 0), TinyImages(8, 1), dist, resume=resume)
+    res = cfg.data.resolution
+    train, test = TinyImages(n, 0, res), TinyImages(8, 1, res)
+    return ViscoinTrainer(cfg, run, *parts, train, test, dist, resume=resume)
+
+
+def _train_losses(trainer):
+    return [
+        (r["step"], r["total"], r["mse"])
+        for r in read_metrics(trainer.run.metrics)
+        if r["split"] == "train"
+    ]
+
+
+def _assert_same_weights(a, b, exact=True):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        if exact:
+            assert torch.equal(x, y), name
+        else:
+            torch.testing.assert_close(
+                x, y, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}"
+            )
 
 
 def test_loss_goes_down(tmp_path, parts):
@@ -126,32 +152,64 @@ def test_speed_options_give_the_same_losses(tmp_path, parts):
     assert [r["ce_rec"] == 0 for r in records["fp32"]] == [True, True, False]
 
 
-def test_resume_is_bit_exact(tmp_path, parts):
-    cfg = tiny_config(tmp_path, iterations=6)
-    straight = _trainer(cfg, "straight", parts)
+def test_resume_is_bit_exact(tmp_path, parts64):
+    """Interrupted after 3 of 6 steps and resumed, a run ends where the uninterrupted one does, at
+    64 px with dropout 0.5 (at 32 px Φ's maps are constant and dropout is inert, so a resume that
+    lost the random state would still pass)."""
+    cfg = tiny_config(
+        tmp_path, iterations=6, res=64, dropout=0.5, noise_mode="random", real_batch=2, fake_batch=2
+    )
+    straight = _trainer(cfg, "straight", parts64, n=8)
     straight.fit(progress=False)
 
-    first = _trainer(cfg, "resumed", parts)
-    first.fit(
-        progress=False, stop_after=3
-    )  # interrupted after 3 steps (a checkpoint is always written)
+    first = _trainer(cfg, "resumed", parts64, n=8)
+    first.fit(progress=False, stop_after=3)  # a checkpoint is always written when fit returns
     del first
-    second = _trainer(cfg, "resumed", parts, resume=True)
+    second = _trainer(cfg, "resumed", parts64, resume=True, n=8)
     assert second.step == 3
     second.fit(progress=False)
 
-    def losses(trainer):
-        return [
-            (r["step"], r["total"], r["mse"])
-            for r in read_metrics(trainer.run.metrics)
-            if r["split"] == "train"
-        ]
+    assert _train_losses(straight) == _train_losses(second)
+    _assert_same_weights(straight.core, second.core)
 
-    assert losses(straight) == losses(second)
-    for (name, a), b in zip(
-        straight.core.state_dict().items(), second.core.state_dict().values(), strict=True
-    ):
-        assert torch.equal(a, b), name
+
+def test_random_noise_is_seeded_and_reaches_the_images(tmp_path, parts):
+    """Random training noise (the default) is a function of the seed and step: two runs give the
+    same weights; constant noise gives other losses; another value is refused."""
+    runs = {}
+    for name, mode in (("a", "random"), ("b", "random"), ("const", "const")):
+        trainer = _trainer(tiny_config(tmp_path, iterations=2, noise_mode=mode), name, parts, n=8)
+        trainer.fit(progress=False)
+        runs[name] = trainer
+    _assert_same_weights(runs["a"].core, runs["b"].core)
+    assert _train_losses(runs["a"]) == _train_losses(runs["b"])
+    random_mse = [mse for _s, _t, mse in _train_losses(runs["a"])]
+    const_mse = [mse for _s, _t, mse in _train_losses(runs["const"])]
+    assert all(abs(r - c) > 1e-4 * c for r, c in zip(random_mse, const_mse, strict=True))
+    # the generated half of the batch takes the noise too
+    assert not torch.equal(runs["a"]._fake_batch(0), runs["const"]._fake_batch(0))
+    assert torch.equal(runs["a"]._fake_batch(0), runs["b"]._fake_batch(0))
+
+    from viscoin.errors import UserError
+
+    with pytest.raises(UserError, match="viscoin.noise_mode must be one of random, const"):
+        _trainer(tiny_config(tmp_path, noise_mode="none"), "bad-noise", parts)
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tmp_path, parts64):
+    """grad_accum = 2 parts of 4 images give the update of one batch of 8, with dropout 0.5 and
+    random noise (drawn per image of the global batch, whatever the split). With
+    ``translator_input_norm=batch`` they would not: each part has its own batch statistics."""
+    runs = {}
+    for accum in (1, 2):
+        cfg = tiny_config(
+            tmp_path, iterations=2, res=64, dropout=0.5, noise_mode="random", grad_accum=accum
+        )
+        runs[accum] = _trainer(cfg, f"accum{accum}", parts64, n=8)
+        runs[accum].fit(progress=False)
+    _assert_same_weights(runs[1].core, runs[2].core, exact=False)
+    losses = [[t for _s, t, _m in _train_losses(runs[a])] for a in (1, 2)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
 
 
 def test_save_load_round_trip_and_export(tmp_path, parts):
@@ -239,8 +297,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, runs_dir: str, parts: tuple, steps: int) -> None:
+# Two runs compared with one process. "exact": 64 px, dropout 0.5, random noise, L_of on from
+# the first step; every draw must match, and the weights after 3 steps agree to float rounding.
+# "demo": the demo's Ω (two layers, support standardised over the batch) and perceptual term as
+# well. Its BatchNorm divides features whose spread over 8 images is near 0 by sqrt(var + 1e-5):
+# a 1e-7 relative change of its input (another summation order) moves the gradients by ~1e-4
+# relative, and Adam's ±lr first steps turn that into weight differences of order lr. So that run
+# is compared after one step, on gradients (to 1e-3 of their scale; measured 3e-4, against
+# 0.2-0.6 with per-rank statistics or dropout masks), loss and running statistics.
+EXACT = {"res": 64, "dropout": 0.5, "noise_mode": "random", "warmup": 0}
+DDP_RUNS = {
+    "exact": (EXACT, 3),
+    "demo": (
+        {**EXACT, "translator_input_norm": "batch", "translator_layers": 2, "feature_weight": 1.0},
+        1,
+    ),
+}
+
+
+def _save_first_gradients(trainer, path) -> None:
+    """Save the core's gradients of the first step (after DDP's all-reduce) to ``path``."""
+    step = trainer.opt_concepts.step
+
+    def saving_step(*args, **kwargs):
+        if not path.exists():
+            grads = {n: p.grad.clone() for n, p in trainer.core.named_parameters()}
+            torch.save(grads, path)
+        return step(*args, **kwargs)
+
+    trainer.opt_concepts.step = saving_step
+
+
+def _ddp_worker(rank: int, world: int, port: int, runs_dir: str, parts: tuple) -> None:
     import os
+    from pathlib import Path
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -251,42 +341,60 @@ def _ddp_worker(rank: int, world: int, port: int, runs_dir: str, parts: tuple, s
     )
     torch.set_num_threads(1)
     from viscoin.train.distributed import init_distributed, shutdown
-
-    dist = init_distributed("cpu")
-    cfg = tiny_config(runs_dir, iterations=steps, dropout=0.0)
-    run_name = "ddp"
-    if dist.is_main:
-        new_run(cfg.run.runs_dir, run_name, prefix="v")
-    torch.distributed.barrier()
-    from pathlib import Path
-
     from viscoin.utils.runs import RunDir
 
-    trainer = ViscoinTrainer(
-        cfg, RunDir(Path(runs_dir) / run_name), *parts, TinyImages(32, 0), TinyImages(8, 1), dist
-    )
-    trainer.fit(progress=False)
+    dist = init_distributed("cpu")
+    for name, (settings, steps) in DDP_RUNS.items():
+        cfg = tiny_config(runs_dir, iterations=steps, **settings)
+        if dist.is_main:
+            new_run(cfg.run.runs_dir, f"ddp-{name}", prefix="v")
+        torch.distributed.barrier()
+        res = cfg.data.resolution
+        train, test = TinyImages(32, 0, res), TinyImages(8, 1, res)
+        run = RunDir(Path(runs_dir) / f"ddp-{name}")
+        trainer = ViscoinTrainer(cfg, run, *parts, train, test, dist)
+        if dist.is_main:
+            _save_first_gradients(trainer, run.path / "gradients.pt")
+        trainer.fit(progress=False)
     shutdown(dist)
 
 
-def test_ddp_two_processes_match_single_process(tmp_path, parts):
-    steps = 3
-    cfg = tiny_config(tmp_path, iterations=steps, dropout=0.0)
-    single = _trainer(cfg, "single", parts)
-    single.fit(progress=False)
+def _close(got, expected, name, **tolerance):
+    torch.testing.assert_close(got, expected, msg=lambda m: f"{name}: {m}", **tolerance)
+
+
+def test_ddp_two_processes_match_single_process(tmp_path, parts64):
+    """Two gloo processes with half the global batch each follow one process with all of it."""
+    singles = {}
+    for name, (settings, steps) in DDP_RUNS.items():
+        cfg = tiny_config(tmp_path, iterations=steps, **settings)
+        singles[name] = _trainer(cfg, f"single-{name}", parts64)
+        _save_first_gradients(singles[name], singles[name].run.path / "gradients.pt")
+        singles[name].fit(progress=False)
     mp.start_processes(
-        _ddp_worker,
-        args=(2, _free_port(), str(tmp_path), parts, steps),
-        nprocs=2,
-        start_method="spawn",
+        _ddp_worker, args=(2, _free_port(), str(tmp_path), parts64), nprocs=2, start_method="spawn"
     )
-    ddp = load_viscoin(tmp_path / "ddp" / "checkpoints" / "viscoin.safetensors")
-    for (name, a), b in zip(
-        single.core.state_dict().items(), ddp.core.state_dict().values(), strict=True
-    ):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
-    # only rank 0 wrote: one metrics file with one record per step
-    records = [r for r in read_metrics(tmp_path / "ddp" / "metrics.jsonl") if r["split"] == "train"]
-    assert [r["step"] for r in records] == list(range(1, steps + 1))
-    single_losses = [r["total"] for r in read_metrics(single.run.metrics) if r["split"] == "train"]
-    assert next(r["total"] for r in records) == pytest.approx(single_losses[0], rel=1e-4)
+
+    def train_records(path):
+        return [r for r in read_metrics(path) if r["split"] == "train"]
+
+    for name, (_settings, steps) in DDP_RUNS.items():
+        single, ddp_dir = singles[name], tmp_path / f"ddp-{name}"
+        ddp = load_viscoin(ddp_dir / "checkpoints" / "viscoin.safetensors").core
+        # only rank 0 wrote: one metrics file with one record per step
+        records = train_records(ddp_dir / "metrics.jsonl")
+        assert [r["step"] for r in records] == list(range(1, steps + 1))
+        losses = [r["total"] for r in train_records(single.run.metrics)]
+        assert [r["total"] for r in records] == pytest.approx(losses, rel=1e-5), name
+        expected, got = (torch.load(d / "gradients.pt") for d in (single.run.path, ddp_dir))
+        assert expected["head.linear.weight"].abs().max() > 0  # Θ and its dropout took part
+        for key, g in expected.items():
+            _close(got[key], g, f"{name} {key}", rtol=0, atol=1e-3 * g.abs().max().item())
+        if name == "exact":
+            _assert_same_weights(single.core, ddp, exact=False)
+        else:
+            norm_single, norm_ddp = single.core.translator.support_norm, ddp.translator.support_norm
+            for key, value in norm_single.state_dict().items():
+                _close(
+                    norm_ddp.state_dict()[key], value, f"support_norm.{key}", rtol=1e-5, atol=1e-7
+                )

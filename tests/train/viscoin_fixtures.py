@@ -20,11 +20,11 @@ class TinyImages(Dataset):
 
     classes = CLASSES
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, res: int = RES) -> None:
         gen = torch.Generator().manual_seed(seed)
         low = torch.rand(n, 3, 4, 4, generator=gen) * 2 - 1
         self.images = torch.nn.functional.interpolate(
-            low, size=RES, mode="bilinear", align_corners=False
+            low, size=res, mode="bilinear", align_corners=False
         )
         self.labels = torch.randint(len(CLASSES), (n,), generator=gen)
 
@@ -39,25 +39,32 @@ class TinyImages(Dataset):
         return image, int(self.labels[i])
 
 
-def make_parts(folder: Path) -> tuple[Path, Path]:
-    """Save a random classifier and generator; returns their paths."""
+def make_parts(folder: Path, res: int = RES) -> tuple[Path, Path]:
+    """Save a random classifier and a ``res`` px generator; returns their paths.
+
+    The generator's noise strengths are set non-zero (trained networks have them; at 0, as
+    initialised, the noise would not reach the images and no test could see it).
+    """
     torch.manual_seed(0)
     f = Classifier("resnet18", len(CLASSES))
     classifier_path = save_classifier(f, folder / "f.safetensors", CLASSES)
     G = Generator(
-        16, 0, 16, RES, 3, mapping_kwargs={"num_layers": 1}, channel_base=256, channel_max=16
+        16, 0, 16, res, 3, mapping_kwargs={"num_layers": 1}, channel_base=8 * res, channel_max=16
     )
     with torch.no_grad():
         G.mapping.w_avg.normal_()
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
     generator_path = save_generator(G, folder / "G.safetensors")
     return classifier_path, generator_path
 
 
-def tiny_config(runs_dir: Path, iterations: int = 4, **viscoin: object) -> Config:
+def tiny_config(runs_dir: Path, iterations: int = 4, res: int = RES, **viscoin: object) -> Config:
     overrides = [
         f"run.runs_dir={runs_dir}",
         "run.device=cpu",
-        f"data.resolution={RES}",
+        f"data.resolution={res}",
         "data.batch_size=8",
         "data.num_workers=0",
         "viscoin.n_concepts=6",

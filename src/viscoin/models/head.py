@@ -33,8 +33,17 @@ class ConceptHead(nn.Module):
         """
         return concept_maps.flatten(2).max(dim=-1).values
 
-    def forward(self, concept_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        activations = self.activations(self.dropout(concept_maps))
+    def forward(
+        self, concept_maps: torch.Tensor, dropout_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``dropout_mask`` (B, K, 3, 3), 0 or 1/(1 − p), replaces the dropout's own draw in
+        training: the trainer draws it per image from (seed, step, image index), so one process
+        and N processes drop the same values. Eval mode drops nothing, with or without it."""
+        if dropout_mask is not None and self.training:
+            dropped = concept_maps * dropout_mask.to(concept_maps.dtype)
+        else:
+            dropped = self.dropout(concept_maps)
+        activations = self.activations(dropped)
         return self.linear(activations), activations
 
     def config(self) -> dict[str, Any]:

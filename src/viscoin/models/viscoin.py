@@ -72,10 +72,11 @@ class ViscoinCore(nn.Module):
         self.translator = translator
 
     def forward(
-        self, stage_maps: list[torch.Tensor]
+        self, stage_maps: list[torch.Tensor], dropout_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``dropout_mask``: Θ's dropout draw (B, K, 3, 3), see ``ConceptHead.forward``."""
         concept_maps, support = self.extractor(stage_maps)
-        g_logits, _ = self.head(concept_maps)
+        g_logits, _ = self.head(concept_maps, dropout_mask)
         activations = ConceptHead.activations(concept_maps)
         w_plus = self.translator(concept_maps, support)
         return g_logits, concept_maps, support, activations, w_plus

@@ -1,7 +1,8 @@
 """torch.distributed set-up for ``torchrun``: one process per device, only rank 0 writes.
 
 Without torchrun's environment variables everything runs in one process and these helpers are
-no-ops, so the same training code serves both.
+no-ops, so the same training code serves both. :class:`GlobalBatchNorm1d` gives batch
+normalisation the statistics of the global batch, as one process would compute them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from viscoin.utils.device import resolve_device
 
@@ -65,3 +67,79 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward sums the gradients over the ranks too: d(Σ_r x_r)/dx_r
+    reaches every rank's graph, as one process's graph would carry it."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d over (B, F) whose training statistics are those of the whole global batch
+    (every process holding B rows).
+
+    Under DDP each process sees only its share of the batch; the mean and variance here are
+    all-reduced (two passes: mean first, then the centred squares, as precise as one process's)
+    with differentiable collectives, so the gradient through the statistics reaches every rank,
+    and the running statistics follow the global ones. Like ``nn.SyncBatchNorm``, which needs a
+    GPU; this one also runs on gloo/CPU. Alone, or in eval mode, it is a plain BatchNorm1d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        if dist.get_world_size() == 1:
+            return super().forward(x)
+        n = (
+            x.shape[0] * dist.get_world_size()
+        )  # every rank holds an equal share (the trainer's rule)
+        mean = _SumOverRanks.apply(x.sum(dim=0)) / n
+        var = _SumOverRanks.apply((x - mean).square().sum(dim=0)) / n
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            out = out * self.weight + self.bias
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else self.momentum
+                )
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                # the running variance is the unbiased one, as nn.BatchNorm1d keeps it
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        return out
+
+
+def use_global_batch_norm(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm1d`` inside ``module`` by a :class:`GlobalBatchNorm1d` with
+    the same settings and state (parameter and buffer names are kept, so is the state dict)."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm1d:
+            glob = GlobalBatchNorm1d(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+                device=child.running_mean.device if child.running_mean is not None else None,
+            )
+            glob.load_state_dict(child.state_dict())
+            glob.train(child.training)
+            setattr(module, name, glob)
+        else:
+            use_global_batch_norm(child)
+    return module

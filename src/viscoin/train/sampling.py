@@ -1,8 +1,11 @@
-"""Deterministic, resumable, rank-aware data order.
+"""Deterministic, resumable, rank-aware data order and random draws.
 
 Training must resume bit-exactly and give the same result on one process or N: so the order of
 images is a pure function of (seed, epoch), each global batch is split evenly across ranks, and
-each image's augmentation is seeded by (seed, epoch, index) instead of a shared RNG stream.
+each image's augmentation is seeded by (seed, epoch, index) instead of a shared RNG stream. The
+step's other draws (latent codes, Θ's dropout masks, G's noise images) are made for the whole
+global batch from a generator seeded by (seed, step, stream); each rank keeps the rows of its
+images, so image i of step s sees the same draws whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -88,6 +91,28 @@ class ResumableBatchSampler(Sampler[list[int]]):
         return 2**62
 
 
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator seeded by (seed, step): the latent codes of a step do not depend on history."""
-    return torch.Generator(device=device).manual_seed(_mix(seed, 0x5EED, step))
+# independent streams of a step's draws (the latent codes use the plain (seed, step) stream)
+DROPOUT_STREAM, RECONSTRUCTION_NOISE_STREAM, SAMPLE_NOISE_STREAM = 1, 2, 3
+
+
+def step_generator(
+    seed: int, step: int, device: torch.device | str = "cpu", stream: int = 0
+) -> torch.Generator:
+    """A generator seeded by (seed, step[, stream]): a step's draws do not depend on history."""
+    key = _mix(seed, 0x5EED, step) if stream == 0 else _mix(seed, 0x5EED, step, stream)
+    return torch.Generator(device=device).manual_seed(key)
+
+
+def dropout_masks(
+    n: int, shape: tuple[int, ...], p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Inverted-dropout masks (n, *shape): 0 with probability p, else 1/(1 − p), as nn.Dropout."""
+    keep = torch.rand((n, *shape), generator=generator, device=generator.device) >= p
+    return keep.float() * (1.0 / (1.0 - p) if p < 1 else 0.0)
+
+
+def noise_images(resolutions: list[int], n: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """N(0, 1) noise images (n, 1, r, r), one per resolution (``noise_resolutions()`` of G)."""
+    return [
+        torch.randn(n, 1, r, r, generator=generator, device=generator.device) for r in resolutions
+    ]

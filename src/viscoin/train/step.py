@@ -87,23 +87,32 @@ class StepCompute:
             self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16"
         )
 
-    def _sample_images(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _sample_images(
+        self, z: torch.Tensor, c: torch.Tensor, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         with self._autocast():
             ws = self.generator.mapping(z, c)
             img = self.generator.synthesis(
                 ws,
-                noise_mode="const",
+                noise_mode="const" if noise is None else "random",
+                noise=noise,
                 dtype=self.options.dtype,
                 channels_last=self.options.channels_last,
             )
         return img.float().clamp(-1, 1)
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Generated images (B, 3, R, R) in [−1, 1] for latents z (B, z_dim), labels c (B, c_dim)."""
+    def sample(
+        self, z: torch.Tensor, c: torch.Tensor, noise: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Generated images (B, 3, R, R) in [−1, 1] for latents z (B, z_dim), labels c (B, c_dim).
+
+        ``noise``: G's random noise images (B, 1, r, r) per ``noise_resolutions()``; None: constant.
+        """
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        return self._sample(z, c).clone() if self.cudagraphs else self._sample(z, c)
+        images = self._sample(z, c, noise)
+        return images.clone() if self.cudagraphs else images
 
     def _loss_terms(
         self,
@@ -111,6 +120,8 @@ class StepCompute:
         warm: torch.Tensor | float,
         gamma: torch.Tensor | float,
         mark: Callable[[str], None] | None = None,
+        dropout_mask: torch.Tensor | None = None,
+        noise: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         from viscoin.train.viscoin import viscoin_losses
 
@@ -128,6 +139,8 @@ class StepCompute:
                 mark=mark,
                 gamma=gamma,
                 synthesis_kwargs=self.synthesis_kwargs,
+                dropout_mask=dropout_mask,
+                noise=noise,
             )
 
     def losses(
@@ -136,18 +149,22 @@ class StepCompute:
         warm: bool,
         gamma: float,
         mark: Callable[[str], None] | None = None,
+        dropout_mask: torch.Tensor | None = None,
+        noise: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Every loss term for a batch (B, 3, R, R) in [−1, 1] (see ``viscoin_losses``).
 
+        ``dropout_mask`` (B, K, 3, 3) and ``noise`` (G's noise images, (B, 1, r, r) each) are the
+        step's random draws, passed in as tensors so the compiled graph draws nothing itself.
         Compiled, the step's scalars go in as tensors (one graph for every value) and ``mark`` is
         not called inside the graph.
         """
         if self.options.compile == "none":
-            return self._losses(images, float(warm), gamma, mark)
+            return self._losses(images, float(warm), gamma, mark, dropout_mask, noise)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         scalars = to_device([float(warm), gamma], self.device)
-        return self._losses(images, scalars[0], scalars[1])
+        return self._losses(images, scalars[0], scalars[1], None, dropout_mask, noise)
 
 
 def make_optimizers(

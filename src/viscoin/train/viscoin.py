@@ -2,8 +2,11 @@
 
 Each step takes ``real_batch`` training images and ``fake_batch`` images sampled from G (detached),
 computes the objective of METHOD.md §2 (see :mod:`viscoin.train.losses`) and updates two Adam
-optimisers (Ψ+Θ and Ω). The data order, augmentations and latent codes are pure functions of
-(seed, step), so a resumed run — or the same run on N processes — follows the same path.
+optimisers (Ψ+Θ and Ω). The data order, augmentations, latent codes, Θ's dropout masks and G's
+noise images are pure functions of (seed, step, image index in the global batch), and Ω's batch
+normalisation uses the global batch's statistics under DDP, so a resumed run, the same run on N
+processes and the same batch split into ``grad_accum`` parts follow the same path (the last one
+except for batch statistics, which are those of each part).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from viscoin.evaluate.basic import evaluate_ensemble
 from viscoin.models.classifier import Classifier
 from viscoin.models.translator import INPUT_NORMS
 from viscoin.models.viscoin import Viscoin, build_core, save_viscoin
-from viscoin.train.distributed import DistInfo, barrier
+from viscoin.train.distributed import DistInfo, barrier, use_global_batch_norm
 from viscoin.train.losses import (
     build_lpips,
     feature_distance,
@@ -37,7 +40,16 @@ from viscoin.train.losses import (
     sparsity_loss,
     w_regularisation,
 )
-from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
+from viscoin.train.sampling import (
+    DROPOUT_STREAM,
+    RECONSTRUCTION_NOISE_STREAM,
+    SAMPLE_NOISE_STREAM,
+    ResumableBatchSampler,
+    SeededDataset,
+    dropout_masks,
+    noise_images,
+    step_generator,
+)
 from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers, to_device
 from viscoin.utils.checkpoint import (
     load_checkpoint,
@@ -50,6 +62,7 @@ from viscoin.utils.runs import MetricsLogger, RunDir
 
 MODEL_FILE = "viscoin.safetensors"
 STATE_FILE = "viscoin.state.pt"
+NOISE_MODES = ("random", "const")
 
 
 @dataclass
@@ -73,6 +86,8 @@ def viscoin_losses(
     mark: Callable[[str], None] | None = None,
     gamma: float | torch.Tensor | None = None,
     synthesis_kwargs: dict[str, Any] | None = None,
+    dropout_mask: torch.Tensor | None = None,
+    noise: list[torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """All loss terms for one batch (B, 3, R, R) in [−1, 1]; ``total`` is their sum.
 
@@ -81,14 +96,21 @@ def viscoin_losses(
     ``gamma`` overrides ``weights.gamma`` (the classifier term's schedule). ``warm`` and ``gamma``
     may be 0-d tensors (one compiled graph for every value). ``synthesis_kwargs`` go to
     ``generator.synthesis`` (compute dtype, memory format, modulated-conv path).
+    ``dropout_mask`` (B, K, 3, 3): Θ's dropout draw (None: the head's own). ``noise``: G's random
+    noise images for x̃, (B, 1, r, r) per ``noise_resolutions()`` (None: constant noise).
     """
     mark = mark or (lambda name: None)
     with torch.no_grad():
         f_logits, maps = classifier.forward_features(images)
     mark("classifier")
-    g_logits, concept_maps, _support, activations, w_plus = core(maps)
+    g_logits, concept_maps, _support, activations, w_plus = core(maps, dropout_mask)
     mark("extractor+head+translator")
-    reconstruction = generator.synthesis(w_plus, noise_mode="const", **(synthesis_kwargs or {}))
+    reconstruction = generator.synthesis(
+        w_plus,
+        noise_mode="const" if noise is None else "random",
+        noise=noise,
+        **(synthesis_kwargs or {}),
+    )
     mark("synthesis")
     gamma = weights.gamma if gamma is None else gamma
     zero = reconstruction.new_zeros((), dtype=torch.float32)
@@ -203,6 +225,10 @@ class ViscoinTrainer:
                 f"viscoin.translator_input_norm must be one of {', '.join(INPUT_NORMS)}, "
                 f"not {v.translator_input_norm!r}"
             )
+        if v.noise_mode not in NOISE_MODES:
+            raise UserError(
+                f"viscoin.noise_mode must be one of {', '.join(NOISE_MODES)}, not {v.noise_mode!r}"
+            )
         torch.manual_seed(cfg.run.seed)
         self.core = build_core(
             self.classifier,
@@ -226,6 +252,8 @@ class ViscoinTrainer:
         self.model = Viscoin(self.classifier, self.core, self.generator)
         self.forward_core: nn.Module = self.core
         if dist.enabled:
+            # Ω's BatchNorm over the support: statistics of the global batch, as in one process
+            use_global_batch_norm(self.core)
             self.forward_core = nn.parallel.DistributedDataParallel(
                 self.core, device_ids=[device.index] if device.type == "cuda" else None
             )
@@ -337,7 +365,27 @@ class ViscoinTrainer:
             ] = 1
         share = v.fake_batch // self.dist.world
         sl = slice(self.dist.rank * share, (self.dist.rank + 1) * share)
-        return self.compute.sample(to_device(z[sl], self.device), to_device(c[sl], self.device))
+        noise = None
+        if v.noise_mode == "random":
+            noise = self._noise(step, SAMPLE_NOISE_STREAM, v.fake_batch)
+            noise = [n[sl] for n in noise]
+        z, c = to_device(z[sl], self.device), to_device(c[sl], self.device)
+        return self.compute.sample(z, c, noise)
+
+    def _noise(self, step: int, stream: int, n: int) -> list[torch.Tensor]:
+        """G's noise images for ``n`` images of the global batch, seeded by (seed, step, stream)."""
+        gen = step_generator(self.cfg.run.seed, step, self.device, stream)
+        return noise_images(self.generator.synthesis.noise_resolutions(), n, gen)
+
+    def _rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of this rank's real and generated images in the step's global draws: real image j
+        of the global batch is row j, generated image j row ``real_batch + j``."""
+        v, rank, world = self.cfg.viscoin, self.dist.rank, self.dist.world
+        real, fake = v.real_batch // world, v.fake_batch // world
+        return (
+            torch.arange(rank * real, (rank + 1) * real, device=self.device),
+            v.real_batch + torch.arange(rank * fake, (rank + 1) * fake, device=self.device),
+        )
 
     # -- loop ----------------------------------------------------------------------------------
 
@@ -349,10 +397,25 @@ class ViscoinTrainer:
                 group["lr"] = lr
         fake = self._fake_batch(step)
         self.core.train()
+        # the step's random draws, for every image of the global batch (rows: see _rows)
+        n_global = v.real_batch + v.fake_batch
+        masks = noise = None
+        if v.dropout > 0:
+            gen = step_generator(self.cfg.run.seed, step, self.device, DROPOUT_STREAM)
+            masks = dropout_masks(n_global, (v.n_concepts, 3, 3), v.dropout, gen)
+        if v.noise_mode == "random":
+            noise = self._noise(step, RECONSTRUCTION_NOISE_STREAM, n_global)
         sums: dict[str, torch.Tensor] = {}
-        real_chunks, fake_chunks = real.chunk(v.grad_accum), fake.chunk(v.grad_accum)
-        for i, (r, f) in enumerate(zip(real_chunks, fake_chunks, strict=True)):
-            images = torch.cat([r, f])
+        real_rows, fake_rows = self._rows()
+        chunks = zip(
+            real.chunk(v.grad_accum),
+            fake.chunk(v.grad_accum),
+            real_rows.chunk(v.grad_accum),
+            fake_rows.chunk(v.grad_accum),
+            strict=True,
+        )
+        for i, (r, f, r_rows, f_rows) in enumerate(chunks):
+            images, rows = torch.cat([r, f]), torch.cat([r_rows, f_rows])
             last = i == v.grad_accum - 1
             sync = (
                 self.forward_core.no_sync()
@@ -360,7 +423,13 @@ class ViscoinTrainer:
                 else contextlib.nullcontext()
             )
             with sync:
-                terms = self.compute.losses(images, step >= v.warmup, gamma_at(step, v))
+                terms = self.compute.losses(
+                    images,
+                    step >= v.warmup,
+                    gamma_at(step, v),
+                    dropout_mask=None if masks is None else masks[rows],
+                    noise=None if noise is None else [n[rows] for n in noise],
+                )
                 (terms["total"] / v.grad_accum).backward()
             for k, t in terms.items():
                 sums[k] = sums.get(k, 0) + t.detach() / v.grad_accum

@@ -130,7 +130,8 @@ class SynthesisLayer(nn.Module):
 
     ``affine`` maps w (w_dim) to the per-input-channel styles (bias starts at 1, so styles start
     near 1). Noise is ``noise_strength`` times a fresh N(0, 1) image (``random``), the stored
-    ``noise_const`` image (``const``) or nothing (``none``).
+    ``noise_const`` image (``const``) or nothing (``none``). A caller that must reproduce the
+    random noise (training, seeded per step and image) passes the N(0, 1) draw itself as ``noise``.
     """
 
     def __init__(
@@ -174,18 +175,28 @@ class SynthesisLayer(nn.Module):
         noise_mode: str = "random",
         fused_modconv: bool = True,
         gain: float = 1.0,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (B, I, R/up, R/up), w: (B, w_dim) → (B, O, R, R)."""
+        """x: (B, I, R/up, R/up), w: (B, w_dim) → (B, O, R, R).
+
+        ``noise``: the N(0, 1) image (B, 1, R, R) to use in ``random`` mode instead of a fresh draw.
+        """
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be random, const or none, not {noise_mode!r}")
+        if noise is not None and noise_mode != "random":
+            raise ValueError(f"explicit noise needs noise_mode='random', not {noise_mode!r}")
         styles = self.affine(w)
 
-        noise = None
         if self.use_noise and noise_mode == "random":
-            shape = [x.shape[0], 1, self.resolution, self.resolution]
-            noise = torch.randn(shape, device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == "const":
+            if noise is None:
+                noise = torch.randn(
+                    [x.shape[0], 1, self.resolution, self.resolution], device=x.device
+                )
+            noise = noise * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        else:
+            noise = None
 
         x = modulated_conv2d(
             x,

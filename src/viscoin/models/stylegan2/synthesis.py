@@ -135,12 +135,14 @@ class SynthesisBlock(nn.Module):
         noise_mode: str = "random",
         dtype: torch.dtype | None = None,
         channels_last: bool | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, in_channels, R/2, R/2) or None (first block); img: (B, C, R/2, R/2) or None;
         ws: (B, num_conv + num_torgb, w_dim). Returns x (B, out_channels, R, R) and img (B, C, R, R).
 
         ``dtype`` / ``channels_last`` override the block's own compute dtype and memory format
         (float16 + channels_last for the official networks' top resolutions on CUDA).
+        ``noise``: ``random`` mode's N(0, 1) images (B, 1, R, R), one per conv (conv0 first).
         """
         w_iter = iter(ws.unbind(dim=1))
         if dtype is None:
@@ -152,21 +154,24 @@ class SynthesisBlock(nn.Module):
             # Fusing is faster at inference; in training the scale-the-activations path is.
             fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
         layer_kwargs = {"fused_modconv": fused_modconv, "noise_mode": noise_mode}
+        noise0 = noise1 = None
+        if noise is not None:  # the first block has no conv0
+            noise0, noise1 = (None, *noise) if self.in_channels == 0 else noise
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
             x = x.contiguous(memory_format=memory_format)
-            x = self.conv1(x, next(w_iter), **layer_kwargs)
+            x = self.conv1(x, next(w_iter), noise=noise1, **layer_kwargs)
         elif self.architecture == "resnet":
             x = x.to(dtype=dtype, memory_format=memory_format)
             y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), **layer_kwargs)
-            x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), **layer_kwargs)
+            x = self.conv0(x, next(w_iter), noise=noise0, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), noise=noise1, **layer_kwargs)
             x = y.add_(x)
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
-            x = self.conv0(x, next(w_iter), **layer_kwargs)
-            x = self.conv1(x, next(w_iter), **layer_kwargs)
+            x = self.conv0(x, next(w_iter), noise=noise0, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), noise=noise1, **layer_kwargs)
 
         if img is not None:
             img = upsample2d(img, self.resample_filter)
@@ -222,6 +227,11 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
 
+    def noise_resolutions(self) -> list[int]:
+        """The resolution of each conv's noise image, in the order ``forward(noise=)`` takes them
+        (``b4.conv1``, ``b8.conv0``, ``b8.conv1``, …): ``2 log2(R) − 3`` entries."""
+        return [res for res in self.block_resolutions for _ in range(1 if res == 4 else 2)]
+
     def forward(
         self,
         ws: torch.Tensor,
@@ -230,10 +240,14 @@ class SynthesisNetwork(nn.Module):
         fused_modconv: bool | None = None,
         dtype: torch.dtype | None = None,
         channels_last: bool | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """ws: (B, num_ws, w_dim) → images (B, img_channels, R, R), nominally in [-1, 1].
 
         ``noise_mode``: ``const`` (the stored noise images, reproducible), ``random`` or ``none``.
+        ``noise``: with ``random``, the N(0, 1) noise images to use instead of fresh draws, one
+        (B, 1, r, r) tensor per conv at the resolutions of ``noise_resolutions()`` (a seeded
+        caller's way to make random noise reproducible; plain tensors, so it compiles).
         ``dtype``: compute dtype of every block (e.g. ``torch.bfloat16``; default: float32, or
         float16 for the blocks the network marks, on CUDA); the image is accumulated in float32.
         ``channels_last``: run the convolutions in NHWC memory format (fastest with reduced precision).
@@ -245,12 +259,17 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(
                 f"ws must have shape (B, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}"
             )
+        if noise is not None and len(noise) != len(self.noise_resolutions()):
+            raise ValueError(
+                f"noise must hold {len(self.noise_resolutions())} images, got {len(noise)}"
+            )
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            block_noise = None if noise is None else noise[w_idx : w_idx + block.num_conv]
             w_idx += block.num_conv
             x, img = block(
                 x,
@@ -261,5 +280,6 @@ class SynthesisNetwork(nn.Module):
                 noise_mode=noise_mode,
                 dtype=dtype,
                 channels_last=channels_last,
+                noise=block_noise,
             )
         return img
