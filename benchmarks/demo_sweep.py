@@ -44,6 +44,14 @@ COLUMNS = (
     "ff_random",
     "ff_mean",
     "ff_random_mean",
+    "ff_diff",
+    "ff_diff_ci_low",
+    "consistency",
+    "consistency_null",
+    "fi_recon_agrees",
+    "fooling_gap",
+    "rec_all_null",
+    "auc_above_null",
     "dead",
     "relevant",
     "seconds",
@@ -55,16 +63,22 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in rest.split(",") if o]
 
 
-def train_classifier_once(out: Path, device: str, tiny: bool) -> Path:
+def train_classifier_once(
+    out: Path, device: str, tiny: bool, name: str = "classifier", seed: int = 0
+) -> Path:
+    """The demo's classifier (``seed`` 0), or with ``name`` classifier-independent and seed 1 the
+    demo's independent classifier f' (one epoch less), into ``out/name``."""
     from viscoin.data import build_dataset
     from viscoin.utils.device import resolve_device, seed_everything
 
-    cfg = demo_config(tiny, device, 0)
-    seed_everything(0)
+    cfg = demo_config(tiny, device, seed)
+    if name != "classifier":
+        cfg.classifier.epochs = max(1, cfg.classifier.epochs - 1)
+    seed_everything(seed)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     dev = resolve_device(device)
-    classifier, result = train_demo_classifier(cfg, out, train_set, test_set, dev, False)
-    print(f"classifier test accuracy {result['best_test_accuracy']:.4f}", flush=True)
+    classifier, result = train_demo_classifier(cfg, out, train_set, test_set, dev, False, name=name)
+    print(f"{name} test accuracy {result['best_test_accuracy']:.4f}", flush=True)
     return classifier
 
 
@@ -88,7 +102,18 @@ def summarise(metrics: dict) -> dict:
     if "mean_ff_f@0.1" in ff:
         row["ff_mean"] = ff["mean_ff_f@0.1"]
         row["ff_random_mean"] = ff[f"mean_{base}_f@0.1"]
+    if "paired_f@0.1" in ff:
+        row["ff_diff"] = ff["paired_f@0.1"]["diff_mean"]
+        row["ff_diff_ci_low"] = ff["paired_f@0.1"]["diff_ci_low"]
+    if "null_mean" in metrics["consistency"]:
+        row["consistency_null"] = metrics["consistency"]["null_mean"]
+    independent = metrics.get("independent", {})
+    if "recon_agrees_with_f" in independent:
+        row["fi_recon_agrees"] = independent["recon_agrees_with_f"]
+        row["fooling_gap"] = independent["fooling_gap"]
     shown = metrics.get("recon_attributes", {})
+    if "baselines" in shown and "all_class_defining" in shown:
+        row["rec_all_null"] = max(b["all_class_defining"] for b in shown["baselines"].values())
     if "all_class_defining" in shown:
         row["rec_all"] = shown["all_class_defining"]
         row["rec_worst_class"] = shown["worst_class"]["all_class_defining"]["accuracy"]
@@ -99,6 +124,9 @@ def summarise(metrics: dict) -> dict:
             row[f"rec:{name}"] = shown[name]
     for name, value in defining.items():
         row[f"auc:{name}"] = value["best_auc"]
+    if defining and all("null_p99" in v for v in defining.values()):
+        # every class-defining attribute's mean best AUC above its permutation null's 99th pct.
+        row["auc_above_null"] = float(all(v["auc"] > v["null_p99"] for v in defining.values()))
     if defining:
         row["auc_min_defining"] = min(v["best_auc"] for v in defining.values())
     row["auc_nuisance_max"] = max(
@@ -116,6 +144,7 @@ def run_one(
     device: str,
     tiny: bool,
     threads: int,
+    independent: Path | None = None,
 ) -> dict:
     """Train and evaluate one (variant, seed); returns its summary row."""
     from viscoin.data import build_dataset
@@ -138,7 +167,9 @@ def run_one(
         dev,
         False,
     )
-    _, metrics = evaluate_demo_run(run_path, test_set, dev, tiny, seed, False)
+    _, metrics = evaluate_demo_run(
+        run_path, test_set, dev, tiny, seed, False, independent=independent
+    )
     row = {"variant": name, "seed": seed, "overrides": overrides, **summarise(metrics)}
     row["seconds"] = time.time() - start
     return row
@@ -146,7 +177,7 @@ def run_one(
 
 def table(rows: list[dict], variants: list[str]) -> str:
     """Per variant: mean ± standard deviation over its seeds (markdown)."""
-    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith(("auc", "rec")))]
+    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith(("auc", "rec")) and k not in COLUMNS)]
     keys = [k for k in keys if all(k in r for r in rows)]
     aligned = "auc_min_defining" in keys
     lines = [
@@ -181,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         "--table", type=Path, nargs="+", help="only print the table of these sweep.json files"
     )
     parser.add_argument("--classifier", type=Path, help="demo classifier (default: train one)")
+    parser.add_argument(
+        "--independent-classifier",
+        type=Path,
+        help="the classifier f' that also scores the reconstructions (default: OUT's, or train one)",
+    )
     parser.add_argument("--variant", action="append", default=[], help="NAME[:k=v,k=v]")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
@@ -201,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in (args.variant or ["base"])]
     args.out.mkdir(parents=True, exist_ok=True)
     classifier = args.classifier or train_classifier_once(args.out, args.device, args.tiny)
+    earlier_independent = args.out / "classifier-independent" / "checkpoints" / "best.safetensors"
+    if args.independent_classifier:
+        independent = args.independent_classifier
+    elif earlier_independent.is_file():  # an earlier sweep into the same folder trained it
+        independent = earlier_independent
+    else:
+        independent = train_classifier_once(
+            args.out, args.device, args.tiny, "classifier-independent", seed=1
+        )
     threads = args.threads or max(1, (mp.cpu_count() or 1) // args.jobs)
     jobs = [
         (name, [*args.common, *overrides], seed)
@@ -215,7 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {
             pool.submit(
-                run_one, name, o, seed, args.out, classifier, args.device, args.tiny, threads
+                run_one,
+                name,
+                o,
+                seed,
+                args.out,
+                classifier,
+                args.device,
+                args.tiny,
+                threads,
+                independent,
             ): (name, seed)
             for name, o, seed in jobs
         }

@@ -94,3 +94,15 @@ def test_demo_sweep_tiny(tmp_path):
 def test_demo_sweep_table_of_the_recorded_results():
     text = _run("benchmarks/demo_sweep.py", "--table", "benchmarks/results/demo-sweep/h200.json")
     assert text.count("\n") >= 3 and "| δ 0.005 (the demo) | 9 |" in text
+
+
+def test_augment_tiny(tmp_path):
+    out = tmp_path / "augment.json"
+    text = _run(
+        "benchmarks/augment.py", "--device", "cpu", "--resolutions", "16", "--batch", "2",
+        "--iters", "1", "--json", str(out),
+    )  # fmt: skip
+    assert "R1 through it" in text
+    result = json.loads(out.read_text())
+    assert result["check"] == {"gradcheck": True, "gradgradcheck": True}
+    assert result["timings"]["16"]["r1_ms"] > 0

@@ -28,6 +28,13 @@ def test_demo_quick_end_to_end(tmp_path):
     assert shown["images"] == 128 and 0.0 <= shown["all_class_defining"] <= 1.0
     assert shown["chance"]["body_colour"] == 0.25 and len(shown["per_class"]) >= 5
     assert (out / "classifier" / "checkpoints" / "best.safetensors").is_file()
+    # the independent classifier f' read the reconstructions: its numbers beside f's, each a rate
+    independent = metrics["independent"]
+    assert metrics["independent_classifier"].endswith(
+        "classifier-independent/checkpoints/best.safetensors"
+    )
+    assert all(0.0 <= independent[k] <= 1.0 for k in ("agrees_with_f", "recon_agrees_with_f"))
+    assert "paired_fi@0.1" in metrics["faithfulness"]
     assert (out / "viscoin" / "checkpoints" / "viscoin.safetensors").is_file()
     # a second run into the same folder is refused instead of mixing results
     again = run_cli("demo", "--quick", "--out", str(out), "--device", "cpu", "-q")
