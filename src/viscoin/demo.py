@@ -146,7 +146,7 @@ def run_demo(
 
     stage(2, f"training the classifier ({cfg.classifier.arch}, {cfg.classifier.epochs} epochs)")
     classifier, f_result = train_demo_classifier(cfg, out, train_set, test_set, dev, progress)
-    echo(f"      classifier test accuracy {f_result['best_test_accuracy']:.4f}")
+    echo(f"      classifier test accuracy {f_result['test_accuracy']:.4f}")
 
     stage(
         3,
