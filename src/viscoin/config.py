@@ -59,6 +59,10 @@ class ClassifierConfig:
     lr_step: int = 0  # epochs between lr decays (0: constant lr)
     lr_gamma: float = 0.1
     batch_size: int = 32
+    # share of the train split held out, per class and seeded by run.seed, to choose
+    # best.safetensors by validation accuracy (the test split is read once, at the end);
+    # 0 ≤ val_fraction < 1; 0: no validation, best = the last epoch
+    val_fraction: float = 0.1
 
 
 @dataclass

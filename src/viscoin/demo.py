@@ -157,7 +157,7 @@ def run_demo(
     independent, _ = train_demo_classifier(
         independent_cfg, out, train_set, test_set, dev, progress, name="classifier-independent"
     )
-    echo(f"      classifier test accuracy {f_result['best_test_accuracy']:.4f}")
+    echo(f"      classifier test accuracy {f_result['test_accuracy']:.4f}")
 
     stage(
         3,

@@ -64,3 +64,18 @@ def test_corrupt_image_names_the_file(tree):
 def test_empty_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no class subfolders"):
         folder(tmp_path)
+
+
+def test_without_augmentation_reads_the_test_transform(tree):
+    """What a validation part held out of the train split is read through (train classifier)."""
+    train = folder(tree)
+    plain = build_dataset(
+        DataConfig(name="folder", root=str(tree), resolution=24), "train", augment=False
+    )
+    view = train.without_augmentation()
+    assert (view.augment, train.augment) == (False, True) and view.files == train.files
+    for i in range(len(train)):
+        assert torch.equal(view[i][0], plain[i][0]) and view[i][1] == plain[i][1]
+    torch.manual_seed(0)
+    augmented = [train[i][0] for i in range(len(train))]
+    assert any(not torch.equal(a, plain[i][0]) for i, a in enumerate(augmented))  # untouched

@@ -50,7 +50,7 @@ def train_classifier_cmd(
 ) -> None:
     """Fine-tune the classifier f. Example: viscoin train classifier --config cub --data-root data/cub"""
     from viscoin.data import build_dataset
-    from viscoin.train.classifier import train_classifier
+    from viscoin.train.classifier import check_config, summary_line, train_classifier
     from viscoin.utils.device import resolve_device, seed_everything
     from viscoin.utils.runs import new_run
 
@@ -69,6 +69,7 @@ def train_classifier_cmd(
         data_root=data_root,
         dataset=dataset,
     )
+    check_config(cfg)  # before the run directory is made
     dev = resolve_device(cfg.run.device)
     seed_everything(cfg.run.seed)
     run = new_run(
@@ -81,8 +82,7 @@ def train_classifier_cmd(
     )
     result = train_classifier(cfg, run, train_set, test_set, dev, resume=resume, progress=not quiet)
     typer.echo(
-        f"done: best test accuracy {result.get('best_test_accuracy', float('nan')):.4f} "
-        f"after {result.get('epoch', 0)} epochs; best model: {result['best']}"
+        f"done: {result['epoch']} epochs, {summary_line(result)}; best model: {result['best']}"
     )
 
 

@@ -7,6 +7,7 @@ attribute-alignment metric reads those). Datasets are built through :mod:`viscoi
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,15 @@ class VisionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
+    def without_augmentation(self) -> VisionDataset:
+        """The same images and labels read with the test transform (a shallow copy).
+
+        What a validation part held out of the training split is read through.
+        """
+        view = copy.copy(self)
+        view.augment = False
+        return view
+
     def all_attributes(self) -> torch.Tensor:
         """Ground-truth attributes of every image of the split, LongTensor ``(N, A)``."""
         raise UserError(f"the '{self.name}' dataset has no attribute annotations")
@@ -120,6 +130,11 @@ class ImageFileDataset(VisionDataset):
         self.files = list(files)
         self.labels = [int(label) for label in labels]
         self.boxes = list(boxes) if boxes is not None else None
+
+    def without_augmentation(self) -> ImageFileDataset:
+        view = super().without_augmentation()
+        view.transform = build_transform(self.resolution, augment=False)
+        return view
 
     def load_uint8(self, index: int) -> torch.Tensor:
         """The decoded (and box-cropped) image before resizing: uint8 ``(3, H, W)``."""

@@ -215,7 +215,11 @@ def _smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-SPLIT_STYLES = {"train": {"color": "#2c6fbb"}, "test": {"color": "#e67e22", "marker": "o"}}
+SPLIT_STYLES = {
+    "train": {"color": "#2c6fbb"},
+    "val": {"color": "#27ae60", "marker": "^"},
+    "test": {"color": "#e67e22", "marker": "o"},
+}
 
 
 def _flat_limits(ax, values: list[float]) -> None:

@@ -1,8 +1,13 @@
 """Fine-tuning the classifier f on a dataset, and testing it.
 
-Epoch loop with the per-dataset optimiser of METHOD.md §2 (Adam, or SGD with step decay). After each
-epoch it evaluates on the test split, writes ``checkpoints/last.safetensors`` and, when the test
-accuracy improves, a real copy ``checkpoints/best.safetensors``; ``classifier.state.pt`` resumes.
+Epoch loop with the per-dataset optimiser of METHOD.md §2 (Adam, or SGD with step decay). A
+validation part of the train split (``classifier.val_fraction``, per class, seeded by ``run.seed``,
+read with the test transform) is held out of training. After each epoch it evaluates on that part
+(``split="val"`` in metrics.jsonl), writes ``checkpoints/last.safetensors`` and, when the validation
+accuracy improves (ties keep the earlier epoch), a real copy ``checkpoints/best.safetensors``;
+``classifier.state.pt`` resumes. The test split is read once, when the last epoch is done: the best
+checkpoint's test accuracy (and the last epoch's) is one ``split="test"`` record. With
+``val_fraction = 0`` nothing is held out and the best checkpoint is the last epoch's.
 """
 
 from __future__ import annotations
@@ -14,15 +19,50 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from viscoin.config import Config
-from viscoin.models.classifier import Classifier, build_classifier, save_classifier
-from viscoin.train.sampling import ResumableBatchSampler, SeededDataset, step_generator
+from viscoin.errors import UserError
+from viscoin.models.classifier import Classifier, build_classifier, load_classifier, save_classifier
+from viscoin.train.sampling import (
+    ResumableBatchSampler,
+    SeededDataset,
+    step_generator,
+    validation_split,
+)
 from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 STATE_FILE = "classifier.state.pt"
+
+
+def check_config(cfg: Config) -> None:
+    """The classifier settings that are wrong before any data is read: a :class:`UserError`."""
+    c = cfg.classifier
+    if not 0.0 <= c.val_fraction < 1.0:
+        raise UserError(
+            f"classifier.val_fraction must be at least 0 and below 1 (the share of the train split "
+            f"held out for validation; 0: none), got {c.val_fraction}"
+        )
+    if c.epochs < 1:
+        raise UserError(f"classifier.epochs must be at least 1, got {c.epochs}")
+
+
+def classifier_split(train_set: Any, cfg: Config) -> tuple[Subset, Subset | None]:
+    """``train_set`` → (the part trained on, the held-out validation part or None).
+
+    The validation part reads ``train_set.without_augmentation()``: the same images, test
+    transform. Both are :class:`Subset` s; their ``indices`` are positions in ``train_set``.
+    """
+    fraction = cfg.classifier.val_fraction
+    train_idx, val_idx = validation_split(train_set.labels, fraction, cfg.run.seed)
+    if fraction > 0 and not val_idx:
+        raise UserError(
+            f"classifier.val_fraction={fraction} holds out no image: every class of the train split "
+            "has a single image, which training needs. Set classifier.val_fraction=0."
+        )
+    val = Subset(train_set.without_augmentation(), val_idx) if val_idx else None
+    return Subset(train_set, train_idx), val
 
 
 def _optimizer(model: Classifier, cfg: Config) -> torch.optim.Optimizer:
@@ -33,8 +73,6 @@ def _optimizer(model: Classifier, cfg: Config) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
-    from viscoin.errors import UserError
-
     raise UserError(f"unknown classifier.optimizer '{c.optimizer}'. Use adam or sgd.")
 
 
@@ -80,43 +118,75 @@ def train_classifier(
     progress: bool = True,
     stop_after_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Train; returns the final summary (best test accuracy, epochs, paths)."""
+    """Train on ``train_set`` less its validation part, keep the best epoch by validation accuracy,
+    then test that checkpoint once.
+
+    Returns the summary: ``epoch`` (epochs done), ``best_epoch``, ``selected_by``
+    (``"val_accuracy"``, or ``"last_epoch"`` when ``val_fraction = 0``), ``val_accuracy`` (the best
+    epoch's; None without validation), ``train_images``, ``val_images``, ``best`` (its path) and,
+    once the last epoch is done, ``test_accuracy`` / ``test_loss`` of the best checkpoint and
+    ``last_test_accuracy`` of the last epoch's model. ``stop_after_epochs`` stops early (as an
+    interruption would): no test then.
+    """
     from tqdm import tqdm
 
     from viscoin.data import build_loader
 
+    check_config(cfg)
     c = cfg.classifier
     classes = list(train_set.classes)
+    fit_set, val_set = classifier_split(train_set, cfg)
     torch.manual_seed(cfg.run.seed)
     model = build_classifier(c.arch, len(classes), c.weights).to(device)
     optimizer = _optimizer(model, cfg)
-    start_epoch, best_acc = 0, -1.0
+    # best_val: the best epoch's validation accuracy (None: no validation, or no epoch yet)
+    start_epoch, best_epoch, best_val = 0, 0, None
     logger = MetricsLogger(run.metrics)
     logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
-    batch = min(c.batch_size, len(train_set))
-    steps_per_epoch = len(train_set) // batch
+    batch = min(c.batch_size, len(fit_set))
+    steps_per_epoch = len(fit_set) // batch
     if resume:
         state = load_state(run.checkpoints / STATE_FILE)
+        if "best_epoch" not in state:
+            raise UserError(
+                f"{run.checkpoints / STATE_FILE} was written by a version that trained on the whole "
+                "train split and chose the best epoch on the test split; it cannot be resumed. "
+                "Start a new run."
+            )
+        if float(state["val_fraction"]) != c.val_fraction:
+            raise UserError(
+                f"this run holds out classifier.val_fraction={state['val_fraction']} of the train "
+                f"split, not {c.val_fraction}; resume it with --set "
+                f"classifier.val_fraction={state['val_fraction']}."
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best_acc = int(state["epoch"]), float(state["best_acc"])
+        start_epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
+        best_val = state["best_val_acc"]
         set_rng_state(state["rng"])
-        logger.truncate_after(start_epoch * steps_per_epoch)
-    test_loader = build_loader(
-        cfg.data, "test", dataset=test_set, shuffle=False, batch_size=c.batch_size
+        # the test record is written once, after the last epoch: a resumed run writes it anew
+        logger.truncate_after(start_epoch * steps_per_epoch, drop_splits=("test",))
+    val_loader = (
+        build_loader(
+            cfg.data,
+            "val",
+            dataset=val_set,
+            shuffle=False,
+            drop_last=False,
+            batch_size=c.batch_size,
+        )
+        if val_set is not None
+        else None
     )
     end_epoch = (
         c.epochs if stop_after_epochs is None else min(c.epochs, start_epoch + stop_after_epochs)
     )
-    result: dict[str, Any] = {}
     for epoch in range(start_epoch, end_epoch):
         for group in optimizer.param_groups:
             group["lr"] = _epoch_lr(epoch, cfg)
-        sampler = ResumableBatchSampler(
-            len(train_set), batch, cfg.run.seed, epoch * steps_per_epoch
-        )
+        sampler = ResumableBatchSampler(len(fit_set), batch, cfg.run.seed, epoch * steps_per_epoch)
         loader = DataLoader(
-            SeededDataset(train_set, cfg.run.seed),
+            SeededDataset(fit_set, cfg.run.seed),
             batch_sampler=sampler,
             num_workers=cfg.data.num_workers,
             pin_memory=device.type == "cuda",
@@ -165,43 +235,115 @@ def train_classifier(
                 "epoch_time_s": time.time() - t0,
             },
         )
-        test = test_classifier(model, test_loader, device, len(classes))
-        logger.log(
-            step,
-            {"epoch": epoch + 1, "loss": test["loss"], "accuracy": test["accuracy"]},
-            split="test",
-        )
+        line = f"epoch {epoch + 1}: train loss {train_loss:.4f}"
         save_classifier(model, run.checkpoints / "last.safetensors", classes, {"epoch": epoch + 1})
-        if test["accuracy"] > best_acc:
-            best_acc = test["accuracy"]
-            save_classifier(
-                model,
-                run.checkpoints / "best.safetensors",
-                classes,
-                {"epoch": epoch + 1, "test_accuracy": best_acc},
+        if val_loader is None:  # no validation: the best checkpoint is the last one
+            best_epoch = epoch + 1
+            info: dict[str, Any] = {"epoch": best_epoch, "selected_by": "last_epoch"}
+        else:
+            val = test_classifier(model, val_loader, device, len(classes))
+            logger.log(
+                step,
+                {"epoch": epoch + 1, "loss": val["loss"], "accuracy": val["accuracy"]},
+                split="val",
             )
+            line += f", val accuracy {val['accuracy']:.4f}"
+            if best_val is None or val["accuracy"] > best_val:  # strict: ties keep the earlier
+                best_epoch, best_val = epoch + 1, val["accuracy"]
+            info = {
+                "epoch": best_epoch,
+                "selected_by": "val_accuracy",
+                "val_accuracy": best_val,
+                "val_images": len(val_set),
+            }
+        if best_epoch == epoch + 1:
+            save_classifier(model, run.checkpoints / "best.safetensors", classes, info)
         save_state(
             run.checkpoints / STATE_FILE,
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch + 1,
-                "best_acc": best_acc,
+                "best_epoch": best_epoch,
+                "best_val_acc": best_val,
+                "val_fraction": c.val_fraction,
                 "rng": rng_state(),
             },
         )
         if progress:
-            print(
-                f"epoch {epoch + 1}: train loss {train_loss:.4f}, test accuracy {test['accuracy']:.4f}"
-            )
-        result = {
-            "epoch": epoch + 1,
-            "test_accuracy": test["accuracy"],
-            "best_test_accuracy": best_acc,
-        }
+            print(line)
+    final_step = max(end_epoch, start_epoch) * steps_per_epoch
+    result: dict[str, Any] = {
+        "epoch": max(end_epoch, start_epoch),
+        "best_epoch": best_epoch,
+        "selected_by": "last_epoch" if val_set is None else "val_accuracy",
+        "val_accuracy": best_val,
+        "train_images": len(fit_set),
+        "val_images": 0 if val_set is None else len(val_set),
+        "best": str(run.checkpoints / "best.safetensors"),
+    }
+    if result["epoch"] >= c.epochs:
+        result.update(_final_test(model, run, test_set, cfg, device, best_epoch, result["epoch"]))
+        logger.log(
+            final_step,
+            {
+                "epoch": best_epoch,
+                "checkpoint": "best",
+                "loss": result["test_loss"],
+                "accuracy": result["test_accuracy"],
+                "last_epoch_accuracy": result["last_test_accuracy"],
+            },
+            split="test",
+        )
+        if progress:
+            print(summary_line(result))
     logger.close()
-    result["best"] = str(run.checkpoints / "best.safetensors")
     return result
+
+
+def _final_test(
+    last_model: Classifier,
+    run: RunDir,
+    test_set: Dataset,
+    cfg: Config,
+    device: torch.device,
+    best_epoch: int,
+    last_epoch: int,
+) -> dict[str, Any]:
+    """The one look at the test split: the best checkpoint as saved, and the last epoch's model."""
+    from viscoin.data import build_loader
+
+    loader = build_loader(
+        cfg.data, "test", dataset=test_set, shuffle=False, batch_size=cfg.classifier.batch_size
+    )
+    n = len(test_set.classes)
+    best = test_classifier(
+        load_classifier(run.checkpoints / "best.safetensors", device), loader, device, n
+    )
+    last = best if best_epoch == last_epoch else test_classifier(last_model, loader, device, n)
+    return {
+        "test_accuracy": best["accuracy"],
+        "test_loss": best["loss"],
+        "last_test_accuracy": last["accuracy"],
+        "test_images": best["count"],
+    }
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line: which epoch was kept and why, and its test accuracy."""
+    if result["selected_by"] == "val_accuracy":
+        chosen = (
+            f"best epoch {result['best_epoch']} of {result['epoch']} by val accuracy "
+            f"{result['val_accuracy']:.4f} ({result['val_images']} held-out train images)"
+        )
+    else:
+        chosen = f"best = the last epoch, {result['best_epoch']} (classifier.val_fraction=0: no validation)"
+    if "test_accuracy" not in result:
+        return f"{chosen}; not tested yet (training stopped before the last epoch)"
+    text = f"{chosen}; its test accuracy {result['test_accuracy']:.4f}"
+    if result["best_epoch"] != result["epoch"]:
+        text += f" (last epoch's: {result['last_test_accuracy']:.4f})"
+    return text
 
 
 def confusion_figure(confusion: list[list[int]], classes: list[str], path: Path) -> Path:

@@ -5,12 +5,13 @@ images is a pure function of (seed, epoch), each global batch is split evenly ac
 each image's augmentation is seeded by (seed, epoch, index) instead of a shared RNG stream. The
 step's other draws (latent codes, Θ's dropout masks, G's noise images) are made for the whole
 global batch from a generator seeded by (seed, step, stream); each rank keeps the rows of its
-images, so image i of step s sees the same draws whatever the number of processes.
+images, so image i of step s sees the same draws whatever the number of processes. The
+validation part held out of a training split is likewise a pure function of (seed, labels).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +25,31 @@ def _mix(*values: int) -> int:
         x = (x ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         x ^= x >> 31
     return x & 0x7FFFFFFFFFFFFFFF
+
+
+def validation_split(
+    labels: Sequence[int], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Stratified hold-out of a training split → (training indices, validation indices), ascending.
+
+    Each class of ``n`` images gives ``fraction · n`` (rounded half up) to validation, at least one and
+    at most ``n - 1`` (a class of one image stays in training). Which ones: the images of the class
+    ordered by a splitmix hash of (seed, index) — integer arithmetic only, so the split is the same
+    on every machine and every library version, and resuming a run rebuilds it exactly.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(int(label), []).append(index)
+    held_out: list[int] = []
+    if fraction > 0:
+        for members in by_class.values():
+            n = len(members)
+            count = min(n - 1, max(1, int(fraction * n + 0.5)))
+            held_out += sorted(members, key=lambda i: _mix(seed, 0x7A11D, i))[:count]
+    held = set(held_out)
+    return [i for i in range(len(labels)) if i not in held], sorted(held)
 
 
 class SeededDataset(Dataset):

@@ -112,11 +112,16 @@ class MetricsLogger:
         self._tb = SummaryWriter(str(log_dir))
         return True
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (used on resume so curves are not duplicated)."""
+    def truncate_after(self, step: int, drop_splits: tuple[str, ...] = ()) -> None:
+        """Drop records past ``step`` and every record of ``drop_splits`` (used on resume so
+        curves, and results written once at the end of training, are not duplicated)."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
+        kept = [
+            r
+            for r in read_metrics(self.path)
+            if r["step"] <= step and r.get("split") not in drop_splits
+        ]
         from viscoin.utils.io import atomic_write_text
 
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
