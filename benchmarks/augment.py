@@ -33,7 +33,7 @@ def check_double_backward(device: torch.device) -> dict[str, bool]:
         return (pipe.apply(x, draws).tanh() * weight).sum(dim=(1, 2, 3))
 
     x = image.requires_grad_(True)
-    # grid_sample's backward accumulates with atomic adds on CUDA: equal up to rounding, not bits
+    # the scatter-adds of the backward on CUDA are equal up to rounding, not bits
     tol = {"nondet_tol": 1e-10} if device.type == "cuda" else {}
     return {
         "gradcheck": bool(torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-5, **tol)),

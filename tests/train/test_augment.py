@@ -240,3 +240,21 @@ def test_ada_settings_are_checked():
                                   ("ada_kimg", 0.0, "ada_kimg"), ("ada_interval", 0, "ada_interval")]:  # fmt: skip
         with pytest.raises(UserError, match=message):
             check_augment_config(GanConfig(augment="ada", **{field: value}))
+
+
+def test_bilinear_sample_matches_grid_sample():
+    """The gather-based sampler against torch's grid_sample (align_corners=False, zeros), with
+    points inside, between and outside the image."""
+    import torch.nn.functional as F
+
+    from viscoin.train.augment import bilinear_sample
+
+    gen = torch.Generator().manual_seed(3)
+    images = torch.randn(2, 3, 7, 9, generator=gen, dtype=torch.float64)
+    col = torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 12 - 2
+    row = torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 10 - 2
+    grid = torch.stack([(2 * col + 1) / 9 - 1, (2 * row + 1) / 7 - 1], dim=-1)
+    expected = F.grid_sample(
+        images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    assert torch.allclose(bilinear_sample(images, col, row), expected, atol=1e-12)

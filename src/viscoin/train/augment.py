@@ -213,6 +213,30 @@ def _decimate(images: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c, x.shape[2], x.shape[3])
 
 
+def bilinear_sample(images: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``images`` (B, C, H, W) at pixel coordinates ``col``, ``row`` (B, Y, X)
+    (pixel centres at integers, zero outside the image) → (B, C, Y, X).
+
+    ``F.grid_sample`` computes the same (align_corners=False, zero padding), but its backward has
+    no derivative on CUDA (neither cuDNN's nor the native kernel's), and R1 differentiates D's
+    gradient, which flows back through here. Written with ``gather``, whose backward is a scatter
+    and whose double backward a gather again, it is differentiable to any order on every device.
+    """
+    b, c, h, w = images.shape
+    flat = images.reshape(b, c, h * w)
+    x0, y0 = col.floor(), row.floor()
+    fx, fy = col - x0, row - y0
+    out = images.new_zeros(b, c, col.shape[1] * col.shape[2])
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        xi, yi = x0 + dx, y0 + dy
+        inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+        weight = (fx if dx else 1 - fx) * (fy if dy else 1 - fy) * inside
+        index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long().reshape(b, 1, -1)
+        values = flat.gather(2, index.expand(b, c, index.shape[2]))
+        out = out + values * weight.reshape(b, 1, -1).to(images.dtype)
+    return out.reshape(b, c, col.shape[1], col.shape[2])
+
+
 def resample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Warp each image by ``matrix`` (output → input centred pixel coordinates) in one resampling.
 
@@ -233,13 +257,7 @@ def resample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     left, right = min(left, w - 1), min(right, w - 1)
     top, bottom = min(top, h - 1), min(bottom, h - 1)
     padded = F.pad(images, [left, right, top, bottom], mode="reflect")
-    hp, wp = padded.shape[2], padded.shape[3]
-    normalised = torch.stack(
-        [(col + left) * (2 / max(wp - 1, 1)) - 1, (row + top) * (2 / max(hp - 1, 1)) - 1], dim=-1
-    )
-    dense = F.grid_sample(
-        padded, normalised, mode="bilinear", padding_mode="zeros", align_corners=True
-    )
+    dense = bilinear_sample(padded, col + left, row + top)
     return _decimate(dense)
 
 
