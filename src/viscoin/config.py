@@ -8,6 +8,7 @@ the run directory as ``config.yaml``. Unknown keys and wrongly typed values are 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -251,15 +252,16 @@ def load_config(
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {raw!r}")
         source = str(path)
-    config = apply_overrides(from_dict(raw, source=source), overrides)
+    config = apply_overrides(from_dict(raw, source=source), overrides, check=False)
     if config.gan.preset == "auto":
         base = Config(gan=GanConfig(**auto_gan_settings(config.gan.resolution)))
-        config = apply_overrides(from_dict(raw, source=source, base=base), overrides)
+        config = apply_overrides(from_dict(raw, source=source, base=base), overrides, check=False)
     elif config.gan.preset != "none":
         raise UserError(
             f"unknown gan.preset={config.gan.preset!r}: use 'auto' (StyleGAN2-ADA's values for "
             "the resolution) or 'none' (the values as set)."
         )
+    validate(config)
     return config
 
 
@@ -278,8 +280,9 @@ def from_dict(raw: dict[str, Any], source: str = "config", base: Config | None =
     return config
 
 
-def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
-    """Apply ``section.field=value`` strings; values are parsed as YAML scalars/lists."""
+def apply_overrides(config: Config, overrides: typing.Sequence[str], check: bool = True) -> Config:
+    """Apply ``section.field=value`` strings; values are parsed as YAML scalars/lists. The result
+    is checked by :func:`validate` (``check=False``: by the caller, once it is assembled)."""
     config = dataclasses.replace(
         config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in fields(config)}
     )
@@ -305,7 +308,112 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
         if len(parts) > 2:
             raise UserError(f"override '{item}': only data.options.* may be nested")
         _set_field(section, parts[0], parts[1], value, "--set")
+    if check:
+        validate(config)
     return config
+
+
+# -- ranges: every value checked before it reaches torch -------------------------------------
+# (field, value, allowed range) triples; a range reads "<field> must be <range>"
+
+
+def _at_least(problems: list, name: str, value: float, low: float) -> None:
+    if not (math.isfinite(value) and value >= low):
+        problems.append((name, value, f"at least {low:g}"))
+
+
+def _above(problems: list, name: str, value: float, low: float) -> None:
+    if not (math.isfinite(value) and value > low):
+        problems.append((name, value, f"a finite number above {low:g}"))
+
+
+def _unit(problems: list, name: str, value: float, top_open: bool = True) -> None:
+    ok = math.isfinite(value) and value >= 0 and (value < 1 if top_open else value <= 1)
+    if not ok:
+        problems.append((name, value, "at least 0 and below 1" if top_open else "between 0 and 1"))
+
+
+def _check_run(c: RunConfig, p: list) -> None:
+    if not 0 <= c.seed < 2**32:  # numpy's seed range
+        p.append(("run.seed", c.seed, "at least 0 and below 2^32"))
+
+
+def _check_data(c: DataConfig, p: list) -> None:
+    _at_least(p, "data.resolution", c.resolution, 4)
+    _at_least(p, "data.batch_size", c.batch_size, 1)
+    _at_least(p, "data.num_workers", c.num_workers, 0)
+
+
+def _check_classifier(c: ClassifierConfig, p: list) -> None:
+    _at_least(p, "classifier.epochs", c.epochs, 1)
+    _above(p, "classifier.lr", c.lr, 0)
+    _unit(p, "classifier.momentum", c.momentum)
+    _at_least(p, "classifier.weight_decay", c.weight_decay, 0)
+    _at_least(p, "classifier.lr_step", c.lr_step, 0)  # 0: constant lr
+    _above(p, "classifier.lr_gamma", c.lr_gamma, 0)
+    _at_least(p, "classifier.batch_size", c.batch_size, 1)
+    _unit(p, "classifier.val_fraction", c.val_fraction)  # 0: no validation part
+
+
+def _check_gan(c: GanConfig, p: list) -> None:
+    _at_least(p, "gan.resolution", c.resolution, 4)
+    for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "batch_size"):
+        _at_least(p, f"gan.{name}", getattr(c, name), 1)
+    _at_least(p, "gan.c_dim", c.c_dim, 0)
+    _at_least(p, "gan.num_fp16_res", c.num_fp16_res, 0)
+    _above(p, "gan.kimg", c.kimg, 0)
+    _above(p, "gan.lr", c.lr, 0)
+    for i, beta in enumerate(c.betas):
+        _unit(p, f"gan.betas[{i}]", beta)
+    for name in ("r1_gamma", "pl_weight", "ema_kimg", "max_minutes"):
+        _at_least(p, f"gan.{name}", getattr(c, name), 0)
+    _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
+    _at_least(p, "gan.log_every", c.log_every, 1)
+
+
+def _check_viscoin(c: ViscoinConfig, p: list) -> None:
+    for name in ("n_concepts", "channels", "translator_layers", "iterations", "real_batch"):
+        _at_least(p, f"viscoin.{name}", getattr(c, name), 1)
+    for name in ("decay_every", "grad_accum", "log_every"):
+        _at_least(p, f"viscoin.{name}", getattr(c, name), 1)
+    _at_least(p, "viscoin.coarse", c.coarse, 0)
+    if c.mid is not None and c.mid < c.coarse:
+        p.append(("viscoin.mid", c.mid, f"None or at least viscoin.coarse ({c.coarse})"))
+    _above(p, "viscoin.translator_lr_multiplier", c.translator_lr_multiplier, 0)
+    _unit(p, "viscoin.dropout", c.dropout)
+    weights = ("alpha", "beta", "gamma", "gamma_early", "delta", "w_reg_weight", "feature_weight")
+    for name in weights:
+        _at_least(p, f"viscoin.{name}", getattr(c, name), 0)
+    # 0 means "none" / "off" / "whole split" for these
+    for name in ("fake_batch", "gamma_start", "warmup", "eval_every", "eval_batches"):
+        _at_least(p, f"viscoin.{name}", getattr(c, name), 0)
+    _at_least(p, "viscoin.checkpoint_every", c.checkpoint_every, 0)
+    _above(p, "viscoin.lr", c.lr, 0)
+    _unit(p, "viscoin.decay_start", c.decay_start, top_open=False)
+    if not (math.isfinite(c.decay_factor) and 0 < c.decay_factor <= 1):
+        p.append(("viscoin.decay_factor", c.decay_factor, "above 0 and at most 1"))
+    if c.grad_accum >= 1 and c.real_batch >= 1 and c.grad_accum > c.real_batch:
+        p.append(
+            ("viscoin.grad_accum", c.grad_accum, f"at most viscoin.real_batch ({c.real_batch})")
+        )
+
+
+def validate(config: Config) -> None:
+    """Check every value's range, section by section; one :class:`UserError` lists every problem
+    (field, value, allowed range). Values where 0 means "off" (``eval_every``, ``checkpoint_every``,
+    ``lr_step``, ``fake_batch``, ...) accept 0."""
+    problems: list[tuple[str, Any, str]] = []
+    _check_run(config.run, problems)
+    _check_data(config.data, problems)
+    _check_classifier(config.classifier, problems)
+    _check_gan(config.gan, problems)
+    _check_viscoin(config.viscoin, problems)
+    if not problems:
+        return
+    lines = [f"{name} must be {allowed}, got {value!r}" for name, value, allowed in problems]
+    if len(lines) == 1:
+        raise UserError(lines[0])
+    raise UserError(f"{len(lines)} config values are out of range: " + "; ".join(lines))
 
 
 def _section(config: Config, name: str, source: str) -> Any:

@@ -9,6 +9,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from viscoin.data.transforms import to_uint8
+from viscoin.errors import UserError
 from viscoin.evaluate.alignment import (
     attribute_alignment,
     best_auc_from_ranks,
@@ -270,3 +271,24 @@ def test_frechet_distance_of_streams_with_a_stand_in_extractor():
 def test_to_uint8_matches_stylegan_conversion():
     x = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
     assert to_uint8(x).flatten().tolist() == [0, 64, 128, 255, 255, 255]
+
+
+def test_inception_weights_load_from_a_local_state_dict(tmp_path, monkeypatch):
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    from viscoin.evaluate.fid import inception_features
+
+    # a randomly initialised extractor's state dict, saved as a user's local copy would be
+    with monkeypatch.context() as m:
+        m.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda *a: None)
+        reference = tf_inception.FeatureExtractorInceptionV3("x", ["2048"]).eval()
+    path = tmp_path / "inception.pth"
+    torch.save(reference.state_dict(), path)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    features = inception_features(str(path), "cpu")(images)
+    assert features.shape == (2, 2048)
+    assert torch.equal(features, reference(images)[0])
+    torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="do not fit torch-fidelity's Inception-v3"):
+        inception_features(str(tmp_path / "other.pth"), "cpu")

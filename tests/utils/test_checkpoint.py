@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.hostile import hostile_weights, truncated_weights
 from viscoin.errors import UserError
 from viscoin.utils import io as vio
 from viscoin.utils.checkpoint import (
     checkpoint_kind,
     load_checkpoint,
     load_state,
+    load_state_dict_file,
     rng_state,
     save_checkpoint,
     save_state,
@@ -105,3 +107,48 @@ def test_state_and_rng_round_trip(tmp_path):
     assert state["step"] == 5
     with pytest.raises(UserError, match="resume state not found"):
         load_state(tmp_path / "missing.pt")
+
+
+def test_the_hostile_payload_runs_when_unpickled_unsafely(tmp_path):
+    # the premise of the tests below: without weights_only this file runs code
+    marker = tmp_path / "ran"
+    torch.load(hostile_weights(tmp_path / "evil.pth", marker), weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_load_weights_file_reads_a_state_dict(tmp_path, suffix):
+    state = {"a": torch.randn(2, 3)}
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": state}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    loaded = load_state_dict_file(path, "test weights", "Give another file.")
+    assert loaded.keys() == {"a"} and torch.equal(loaded["a"], state["a"])
+
+
+def test_load_weights_file_refuses_every_bad_file_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a weights file at all")
+    not_tensors = tmp_path / "list.pt"
+    torch.save([1, 2], not_tensors)
+    cases = {
+        hostile_weights(tmp_path / "evil.pth", marker): "pickled Python objects",
+        truncated_weights(tmp_path / "cut.pth"): "not a complete",
+        garbage: "not a complete",
+        tmp_path / "missing.pth": "not found",
+        not_tensors: "does not hold a state dict",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(UserError, match=reason) as info:
+            load_state_dict_file(path, "test weights", "Give another file.")
+        message = str(info.value)
+        assert str(path) in message and "Give another file." in message and "\n" not in message
+    assert not marker.exists()
+    with pytest.raises(UserError, match="cannot read resume state"):
+        load_state(hostile_weights(tmp_path / "evil.state.pt", marker))
+    assert not marker.exists()

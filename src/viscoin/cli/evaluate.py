@@ -92,6 +92,17 @@ def evaluate_cmd(
     cfg = apply_overrides(cfg, [*(overrides or []), *([f"run.device={device}"] if device else [])])
     model_file, out_dir = resolved.model_file, resolved.out_dir
     dev = resolve_device(cfg.run.device)
+    # the weights files given on the command line are read first: a bad one fails at once
+    use_fid = fid == "on"
+    if fid == "on":
+        inception_features(inception_weights, str(dev))  # cached: evaluate_model reuses it
+    elif fid == "auto":
+        try:
+            inception_features(inception_weights, str(dev))
+            use_fid = True
+        except UserError as exc:
+            typer.echo(f"note: FID skipped ({exc})", err=True)
+    lpips_model = build_lpips(lpips if lpips is not None else cfg.viscoin.lpips)
     model = load_viscoin(model_file, dev)
     independent = None
     if independent_classifier is not None:
@@ -108,14 +119,6 @@ def evaluate_cmd(
                 f"classes, f has {model.classifier.num_classes}: train it on the same dataset."
             )
     test_set = build_dataset(cfg.data, "test", augment=False)
-    use_fid = fid == "on"
-    if fid == "auto":
-        try:
-            inception_features(inception_weights, str(dev))
-            use_fid = True
-        except UserError as exc:
-            typer.echo(f"note: FID skipped ({exc})", err=True)
-    lpips_spec = lpips if lpips is not None else cfg.viscoin.lpips
     options = EvalOptions(
         batch_size=batch_size,
         max_images=max_images,
@@ -124,7 +127,7 @@ def evaluate_cmd(
         consistency_images=consistency_images,
         fid=use_fid,
         inception_weights=inception_weights,
-        lpips=build_lpips(lpips_spec),
+        lpips=lpips_model,
         independent=independent,
         intervention=intervention,
         seed=cfg.run.seed,

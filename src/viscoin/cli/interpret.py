@@ -7,6 +7,7 @@ line, then loads the model and the test split and calls :mod:`viscoin.interpret`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +65,9 @@ def parse_float_list(text: str, option: str) -> list[float]:
         raise UserError(f"{option} '{text}' is not a list of numbers like 0,1,2,4.") from None
     if not values:
         raise UserError(f"{option} is empty: give numbers like 0,1,2,4.")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise UserError(f"{option} must hold finite numbers, got {', '.join(map(str, bad))}.")
     return values
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 
 from viscoin.errors import UserError
+from viscoin.utils.checkpoint import load_state_dict_file
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # uint8 (B, 3, H, W) → float (B, D)
 
@@ -83,33 +83,65 @@ def frechet_distance_of(
 def inception_features(weights: str | None = None, device: str = "cpu") -> FeatureFn:
     """The standard FID feature extractor (torch-fidelity's Inception-v3, 2048-d pool features).
 
-    ``weights``: a local copy of ``pt_inception-2015-12-05`` weights; None downloads them (once,
-    into torch's hub cache). Cached per (weights, device) so the network loads once per process.
+    ``weights``: a local copy of ``pt_inception-2015-12-05`` weights (read without unpickling
+    anything but tensors); None downloads them (once, into torch's hub cache). Cached per
+    (weights, device) so the network loads once per process.
     """
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        import torch_fidelity  # noqa: F401  (checked here, used by _build_inception)
     except ImportError:
         raise UserError(
             "FID needs the 'torch-fidelity' package: pip install 'viscoin[metrics]'."
         ) from None
-    if weights is not None and not Path(weights).is_file():
-        raise UserError(f"Inception weights file not found: {weights}")
-    try:
-        net = FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=weights, verbose=False
-        )
-    except Exception as exc:
-        raise UserError(
-            f"cannot load the FID Inception-v3 weights ({type(exc).__name__}). Offline, download "
-            "pt_inception-2015-12-05-6726825d.pth elsewhere and pass --inception-weights PATH, "
-            "or skip FID with --no-fid."
-        ) from None
+    net = _build_inception(_inception_state_dict(weights))
     net = net.eval().to(device)
 
     def extract(images: torch.Tensor) -> torch.Tensor:
         return net(images.to(device))[0]
 
     return extract
+
+
+_OFFLINE_HINT = (
+    "Offline, download pt_inception-2015-12-05-6726825d.pth elsewhere and pass "
+    "--inception-weights PATH, or skip FID with --fid off."
+)
+
+
+def _inception_state_dict(weights: str | None) -> dict[str, torch.Tensor]:
+    """Inception-v3 weights read safely: a local file through :func:`load_state_dict_file`, or the
+    download into torch's hub cache read with ``weights_only=True`` too."""
+    if weights is not None:
+        return load_state_dict_file(weights, "Inception weights", _OFFLINE_HINT)
+    from torch.hub import load_state_dict_from_url
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    try:
+        return load_state_dict_from_url(URL_INCEPTION_V3, progress=False, weights_only=True)
+    except Exception as exc:
+        raise UserError(
+            f"cannot get the FID Inception-v3 weights ({type(exc).__name__}). {_OFFLINE_HINT}"
+        ) from None
+
+
+def _build_inception(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """torch-fidelity's extractor with the given weights. Its constructor reads a path with
+    ``torch.load(weights_only=False)``, which runs any pickle; so no path is handed to it: the
+    constructor's download helper is replaced, for this call only, by one returning ``state``."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    with mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *a, **k: state):
+        try:
+            return tf_inception.FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], verbose=False
+            )
+        except RuntimeError:  # load_state_dict(strict=True): other names or shapes
+            raise UserError(
+                "the Inception weights do not fit torch-fidelity's Inception-v3 "
+                f"(pt_inception-2015-12-05). {_OFFLINE_HINT}"
+            ) from None
 
 
 def classifier_features(classifier: torch.nn.Module) -> FeatureFn:

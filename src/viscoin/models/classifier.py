@@ -14,7 +14,7 @@ import torchvision
 from torch import nn
 
 from viscoin.errors import UserError
-from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
+from viscoin.utils.checkpoint import load_checkpoint, load_state_dict_file, save_checkpoint
 
 KIND = "classifier"
 ARCHS = ("resnet18", "resnet34", "resnet50")
@@ -132,21 +132,12 @@ def build_classifier(
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise UserError(f"classifier weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"cannot read weights file {path}: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UserError(f"{path} does not hold a state dict")
-    return state
+    return load_state_dict_file(
+        path,
+        "classifier weights",
+        "Give a torchvision ResNet state dict (.pth/.pt/.safetensors) with "
+        "--set classifier.weights=PATH, or classifier.weights=none.",
+    )
 
 
 def save_classifier(

@@ -21,7 +21,7 @@ from viscoin.errors import UserError
 from viscoin.models.classifier import Classifier, load_classifier
 from viscoin.models.concepts import ConceptExtractor
 from viscoin.models.head import ConceptHead
-from viscoin.models.translator import ConceptTranslator
+from viscoin.models.translator import ConceptTranslator, default_mid
 from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
 
 KIND = "viscoin"
@@ -117,6 +117,14 @@ def build_core(
         classifier.stage_channels, Classifier.stage_sizes(resolution), n_concepts, channels
     )
     head = ConceptHead(n_concepts, classifier.num_classes, dropout)
+    num_ws = generator.num_ws
+    last = default_mid(num_ws) if mid is None else mid
+    if not 0 <= coarse <= last < num_ws:  # only checkable once the generator is known
+        raise UserError(
+            f"viscoin.coarse={coarse} and viscoin.mid={mid} need 0 <= coarse <= mid < num_ws: "
+            f"this generator has num_ws={num_ws} W+ rows (mid defaults to {default_mid(num_ws)}). "
+            "Lower viscoin.coarse / viscoin.mid."
+        )
     translator = ConceptTranslator(
         n_concepts,
         generator.num_ws,

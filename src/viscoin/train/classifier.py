@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from viscoin.config import Config
-from viscoin.errors import UserError
+from viscoin.errors import TrainingDiverged, UserError
 from viscoin.models.classifier import Classifier, build_classifier, load_classifier, save_classifier
 from viscoin.train.sampling import (
     ResumableBatchSampler,
@@ -210,6 +210,9 @@ def train_classifier(
             )
             logits = model(images)
             loss = F.cross_entropy(logits, labels)
+            # checked every step: the accuracy count below syncs with the device each step anyway
+            if not torch.isfinite(loss):
+                _diverged(run, epoch * steps_per_epoch + i + 1, f"loss is {loss.item()}", epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -236,6 +239,8 @@ def train_classifier(
             },
         )
         line = f"epoch {epoch + 1}: train loss {train_loss:.4f}"
+        if not all(bool(t.isfinite().all()) for t in model.state_dict().values()):
+            _diverged(run, step, "weights are not finite", epoch)
         save_classifier(model, run.checkpoints / "last.safetensors", classes, {"epoch": epoch + 1})
         if val_loader is None:  # no validation: the best checkpoint is the last one
             best_epoch = epoch + 1
@@ -299,6 +304,23 @@ def train_classifier(
             print(summary_line(result))
     logger.close()
     return result
+
+
+def _diverged(run: RunDir, step: int, quantity: str, epochs_saved: int) -> None:
+    """Stop a diverged run before anything of it is written: the checkpoints of epoch
+    ``epochs_saved`` (the last finite one, 0: none) stay as they are."""
+    kept = None
+    if epochs_saved > 0:
+        kept = (
+            f"epoch {epochs_saved}, in {run.checkpoints / 'last.safetensors'} and best.safetensors"
+        )
+    raise TrainingDiverged(
+        "classifier training",
+        step,
+        quantity,
+        kept,
+        "lower classifier.lr (or resume from the kept checkpoint with a lower lr)",
+    )
 
 
 def _final_test(

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from viscoin.errors import UserError
+from viscoin.utils.checkpoint import load_state_dict_file
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
@@ -94,6 +95,8 @@ class LPIPS(nn.Module):
         import contextlib
         import io
 
+        # read (and check) a local file before building the network: a bad path fails at once
+        vgg_state = None if vgg_weights is None or random_backbone else _read_vgg(Path(vgg_weights))
         with contextlib.redirect_stdout(io.StringIO()):  # lpips prints on construction
             if random_backbone:
                 self.model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
@@ -108,7 +111,7 @@ class LPIPS(nn.Module):
                     ) from None
             else:
                 self.model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
-                _load_vgg_features(self.model.net, Path(vgg_weights))
+                _load_vgg_features(self.model.net, vgg_state, Path(vgg_weights))
         self.model.eval().requires_grad_(False)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,16 +121,17 @@ class LPIPS(nn.Module):
         return super().train(False)
 
 
-def _load_vgg_features(net: nn.Module, path: Path) -> None:
-    """Copy torchvision VGG-16 ``features.N.*`` weights into lpips' sliced copy (same indices)."""
-    if not path.is_file():
-        raise UserError(f"VGG-16 weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def _read_vgg(path: Path) -> dict[str, torch.Tensor]:
+    return load_state_dict_file(
+        path,
+        "LPIPS VGG-16 weights",
+        "Give torchvision's vgg16 state dict (.pth/.safetensors) as viscoin.lpips=PATH "
+        "(evaluate: --lpips PATH), or use none.",
+    )
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+
+def _load_vgg_features(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy torchvision VGG-16 ``features.N.*`` weights into lpips' sliced copy (same indices)."""
     by_index = {}
     for name, module in net.named_modules():
         parts = name.split(".")

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from viscoin.config import Config
-from viscoin.errors import UserError
+from viscoin.errors import TrainingDiverged, UserError
 from viscoin.evaluate.basic import evaluate_ensemble
 from viscoin.models.classifier import Classifier
 from viscoin.models.translator import INPUT_NORMS
@@ -62,6 +62,7 @@ from viscoin.utils.runs import MetricsLogger, RunDir
 
 MODEL_FILE = "viscoin.safetensors"
 STATE_FILE = "viscoin.state.pt"
+_NO_STEP = 2**62  # "no non-finite step yet": above any step, so an all-reduce MIN finds the first
 NOISE_MODES = ("random", "const")
 
 
@@ -249,6 +250,12 @@ class ViscoinTrainer:
         self.elapsed = 0.0
         if resume:
             self._load_state()
+        # the step whose checkpoint is on disk (None: none yet); a divergence never overwrites it
+        self.saved_step: int | None = self.step if resume else None
+        # first step with a non-finite loss and that loss, tracked on the device (no host sync
+        # per step, which would stall compiled/CUDA-graph steps); read in check_finite()
+        self._bad_step = torch.full((), _NO_STEP, dtype=torch.long, device=device)
+        self._bad_loss = torch.zeros((), device=device)
         self.model = Viscoin(self.classifier, self.core, self.generator)
         self.forward_core: nn.Module = self.core
         if dist.enabled:
@@ -303,8 +310,41 @@ class ViscoinTrainer:
         self.elapsed = float(state.get("elapsed", 0.0))
         set_rng_state(state["rng"])
 
+    def check_finite(self, weights: bool = False) -> None:
+        """Raise :class:`TrainingDiverged` if a step so far had a non-finite loss (or, with
+        ``weights``, Ψ, Θ, Ω's weights are not finite now). One host sync; under DDP every rank
+        learns of any rank's divergence (an all-reduce), so all of them stop together."""
+        bad_step = self._bad_step.clone()
+        if weights:
+            finite = torch.stack([p.isfinite().all() for p in self.core.parameters()]).all()
+            bad_step = torch.where(finite, bad_step, torch.full_like(bad_step, self.step))
+        if self.dist.enabled:
+            torch.distributed.all_reduce(bad_step, op=torch.distributed.ReduceOp.MIN)
+        step = int(bad_step.item())
+        if step == _NO_STEP:
+            return
+        if step == int(self._bad_step.item()):
+            quantity = f"loss is {float(self._bad_loss.item())}"
+        elif weights and step == self.step:
+            quantity = "Ψ, Θ, Ω weights are not finite"
+        else:
+            quantity = "loss is not finite on another process"
+        kept = None
+        if self.saved_step is not None:
+            kept = f"step {self.saved_step}, in {self.run.checkpoints / MODEL_FILE}"
+        raise TrainingDiverged(
+            "VisCoIN training",
+            step,
+            quantity,
+            kept,
+            "lower viscoin.lr (or resume from the kept checkpoint with a lower lr)",
+        )
+
     def save(self) -> None:
-        """Model file then state file, both atomic; only rank 0 writes."""
+        """Model file then state file, both atomic, once the weights and every loss since the
+        last check are finite (else :class:`TrainingDiverged`); only rank 0 writes."""
+        self.check_finite(weights=True)
+        self.saved_step = self.step
         if not self.dist.is_main:
             return
         save_viscoin(
@@ -475,11 +515,15 @@ class ViscoinTrainer:
             real = next(batches)
             terms = self.train_step(real, self.step)
             self.step += 1
+            first = ~terms["total"].isfinite() & (self._bad_step == _NO_STEP)
+            self._bad_step = torch.where(first, self.step, self._bad_step)
+            self._bad_loss = torch.where(first, terms["total"].float(), self._bad_loss)
             for k, t in terms.items():
                 window[k] = window.get(k, 0) + t
             window_steps += 1
             bar.update(1)
             if self.step % v.log_every == 0 or self.step == end:
+                self.check_finite()  # before logging: a diverged run logs no null losses
                 record = self._global_means(window, window_steps)
                 self.logger.log(self.step, record, split="train")
                 bar.set_postfix(
@@ -517,6 +561,7 @@ class ViscoinTrainer:
         return dict(zip(keys, values.tolist(), strict=True))
 
     def _eval_and_log(self) -> dict[str, float]:
+        self.check_finite(weights=True)  # every rank: it all-reduces
         if not self.dist.is_main:
             return {}
         metrics = self.evaluate()

@@ -4,12 +4,16 @@ A model file alone rebuilds its model: the metadata holds ``viscoin.kind`` (what
 ``stylegan2.generator``), ``viscoin.config`` (JSON constructor arguments) and ``viscoin.version``.
 Resume state (optimisers, RNG, step counters) lives in a separate ``.state.pt`` file written with
 ``torch.save`` and read back with ``weights_only=True`` (no arbitrary code on load). All writes are
-atomic.
+atomic. :func:`load_weights_file` is the one reader of any weights file a user hands us (Inception,
+LPIPS's VGG-16, classifier backbones, resume state): it never unpickles anything but tensors and
+plain containers, and turns every failure into a :class:`UserError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,10 +96,59 @@ def load_checkpoint(
             f"{path} holds a '{found}' model, but a '{' or '.join(wanted)}' model is needed here. "
             "Check which file you passed."
         )
-    tensors = load_file(str(path), device=str(device))
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:  # e.g. truncated after the header
+        raise UserError(
+            f"{path} is a damaged safetensors file ({exc}). Give a complete checkpoint."
+        ) from None
     config = json.loads(metadata.get("viscoin.config", "{}"))
     extra = json.loads(metadata.get("viscoin.extra", "{}"))
     return tensors, config, extra
+
+
+def load_weights_file(
+    path: str | Path, what: str, fix: str, map_location: str | torch.device = "cpu"
+) -> Any:
+    """Read a user-supplied weights file without running any code it may carry.
+
+    ``.safetensors`` files are read by safetensors; anything else by ``torch.load(weights_only=True)``,
+    which refuses every pickled global but tensors and plain containers (a pickled module, or a
+    payload whose ``__reduce__`` calls a function, fails before anything is called). ``what`` names
+    the file's role in messages (e.g. ``"Inception weights"``), ``fix`` says what to pass instead.
+    Returns what the file holds (a dict of tensors for a state dict).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}. {fix}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path), device=str(map_location))
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error below says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's weights-only unpickler: the file needs Python objects beyond tensors
+        reason = (
+            "it holds pickled Python objects beyond tensors (a whole model or code), which viscoin "
+            "never unpickles"
+        )
+    except Exception as exc:  # truncated zip, garbage, bad safetensors header, ...
+        reason = f"it is not a complete PyTorch or safetensors weights file ({type(exc).__name__})"
+    raise UserError(f"cannot read {what} {path}: {reason}. {fix}")
+
+
+def load_state_dict_file(path: str | Path, what: str, fix: str) -> dict[str, torch.Tensor]:
+    """:func:`load_weights_file` for a state dict: ``{name: tensor}``, also when the file wraps it
+    as ``{"state_dict": ...}`` (Lightning and many training scripts)."""
+    state = load_weights_file(path, what, fix)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise UserError(f"{what} file {path} does not hold a state dict (name → tensor). {fix}")
+    return state
 
 
 def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -107,15 +160,15 @@ def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read resume state written by :func:`save_state` (safe: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"resume state not found: {path}. Resume needs a run that saved a checkpoint."
-        )
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise UserError(f"cannot read resume state {path}: {exc}") from None
+    state = load_weights_file(
+        path,
+        "resume state",
+        "Resume needs a run that saved a checkpoint; start it anew without --resume.",
+        map_location,
+    )
+    if not isinstance(state, dict):
+        raise UserError(f"resume state {path} is not a dict; start the run anew without --resume.")
+    return state
 
 
 def rng_state() -> dict[str, Any]:
