@@ -33,13 +33,19 @@ from viscoin.errors import UserError
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
 from viscoin.models.stylegan2.generator import image_grid, save_image
 from viscoin.train.augment import AdaTuner, AugmentPipe, check_augment_config
+from viscoin.train.gan_init import (
+    DISCRIMINATOR_FILE,
+    GENERATOR_FILE,
+    STATE_FILE,
+    InitSource,
+    apply_init_architecture,
+    check_init_resolution,
+    load_init_source,
+)
 from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from viscoin.utils.device import seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
 
-STATE_FILE = "gan-training.state.pt"
-GENERATOR_FILE = "generator.safetensors"
-DISCRIMINATOR_FILE = "discriminator.safetensors"
 GRID_SIZE = 16  # images in each snapshot's sample grid
 
 
@@ -310,6 +316,17 @@ def _dataset_info(dataset: Dataset, g: GanConfig) -> tuple[int, list[str] | None
     return image.shape[0], classes
 
 
+def _image_size(dataset: Dataset) -> int:
+    """The side of the dataset's (square) images."""
+    try:
+        size = len(dataset)
+    except TypeError:
+        raise UserError("the training dataset must have a length.") from None
+    if size == 0:
+        raise UserError("the training dataset is empty.")
+    return int(dataset[0][0].shape[-1])
+
+
 def _grid_inputs(
     G: Generator, seed: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,8 +396,12 @@ def train_gan(
     device: torch.device,
     resume: bool = False,
     progress: bool = True,
+    init: InitSource | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
+
+    With ``gan.init_from`` (or ``init``, already loaded), G, D and G_ema start from that source
+    and its architecture replaces the config's (see :mod:`viscoin.train.gan_init`).
 
     Writes ``checkpoints/{generator,discriminator}.safetensors`` and ``gan-training.state.pt`` every
     ``gan.snapshot_every`` steps and at the end, ``figures/samples-XXXXXX.png`` and
@@ -388,6 +409,11 @@ def train_gan(
     """
     g = cfg.gan
     check_augment_config(g)
+    if init is None and g.init_from:
+        init = load_init_source(g.init_from)
+    if init is not None:
+        apply_init_architecture(g, init)
+        check_init_resolution(init, _image_size(dataset))
     group = min(g.mbstd_group_size, g.batch_size)
     if g.batch_size < 1 or g.batch_size % group:
         raise UserError(
@@ -403,15 +429,29 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress)
+        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress, init)
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
 
 
-def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanState:
-    """Freshly initialised networks (G and D in training mode, frozen until their phase) and optimisers."""
+def _new_state(
+    g: GanConfig, img_channels: int, device: torch.device, init: InitSource | None = None
+) -> GanState:
+    """Networks (G and D in training mode, frozen until their phase), fresh optimisers.
+
+    The networks are freshly initialised, or copies of ``init``'s (D fresh when it has none).
+    """
     G, D = build_networks(g, img_channels, g.c_dim)
+    G_ema = None
+    if init is not None:
+        if init.G_ema.img_channels != img_channels:
+            raise UserError(
+                f"--init-from {init.path} makes {init.G_ema.img_channels}-channel images but the "
+                f"dataset's have {img_channels}: start from a network trained on such images."
+            )
+        G, G_ema = copy.deepcopy(init.G), copy.deepcopy(init.G_ema).to(device)
+        D = copy.deepcopy(init.D) if init.D is not None else D
     G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
     spec = check_augment_config(g)
     pipe = AugmentPipe(p=spec.p).to(device) if spec.mode != "none" else None
@@ -421,7 +461,7 @@ def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanStat
     return GanState(
         G=G,
         D=D,
-        G_ema=copy.deepcopy(G).eval(),
+        G_ema=(G_ema if G_ema is not None else copy.deepcopy(G)).eval().requires_grad_(False),
         opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
         opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
         pl_mean=torch.zeros([], device=device),
@@ -457,10 +497,11 @@ def _train(
     img_channels: int,
     classes: list[str] | None,
     progress: bool = True,
+    init: InitSource | None = None,
 ) -> dict[str, Any]:
     g = cfg.gan
     seed_everything(cfg.run.seed)
-    state = _new_state(g, img_channels, device)
+    state = _new_state(g, img_channels, device, init)
     logger = MetricsLogger(run.metrics)
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
