@@ -132,6 +132,7 @@ class GanState:
     step: int = 0
     augment_pipe: AugmentPipe | None = None  # None: D sees the images as they are
     ada: AdaTuner | None = None  # None: p stays where gan.augment put it
+    ada_stall_since: int | None = None  # the step since which p = 1 with r_t above the target
 
 
 class GanLoss:
@@ -359,6 +360,7 @@ def save_snapshot(
             "pl_mean": state.pl_mean.cpu(),
             "rng": rng_state(),
             **({"ada": state.ada.state_dict()} if state.ada is not None else {}),
+            "ada_stall_since": -1 if state.ada_stall_since is None else state.ada_stall_since,
         },
     )
     with torch.no_grad():
@@ -386,6 +388,8 @@ def _restore(state: GanState, path: Path, device: torch.device) -> None:
     state.step = int(saved["step"])
     if state.ada is not None and "ada" in saved:
         state.ada.load_state_dict(saved["ada"])
+    since = int(saved.get("ada_stall_since", -1))
+    state.ada_stall_since = None if since < 0 else since
     set_rng_state(saved["rng"])
 
 
@@ -470,6 +474,63 @@ def _new_state(
     )
 
 
+class DivergenceWatch:
+    """Remembers the first step whose losses were not finite, on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.full([], -1, dtype=torch.int64, device=device)
+        self.last_finite_snapshot: int | None = None
+
+    def observe(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        finite = torch.stack([v.float() for v in values.values()]).isfinite().all()
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+
+    def check(self, state: GanState, run: RunDir, g: GanConfig, weights: bool = False) -> None:
+        """Raise if a loss was non-finite (or, with ``weights``, a weight of G_ema, G or D is)."""
+        step, what = int(self.first_bad), "losses"
+        if step < 0 and weights:
+            nets = (state.G_ema, state.G, state.D)
+            if not all(t.isfinite().all() for net in nets for t in net.state_dict().values()):
+                step, what = state.step, "weights"
+        if step < 0:
+            return
+        kept = (
+            f"the last finite snapshot (step {self.last_finite_snapshot}) is kept in {run.checkpoints}"
+            if self.last_finite_snapshot is not None
+            else "no snapshot had been written yet"
+        )
+        raise UserError(
+            f"GAN training diverged: non-finite {what} at step {step}; {kept}. Lower gan.lr "
+            f"(now {g.lr}) or raise gan.r1_gamma (now {g.r1_gamma}), then start again or --resume."
+        )
+
+
+def check_ada_stall(state: GanState, g: GanConfig, values: dict[str, torch.Tensor]) -> None:
+    """Stop when ADA has held p at 1 for ``gan.ada_stall_kimg`` with r_t still above the target:
+    augmentation can no longer keep D from overfitting (StyleGAN2-ADA's signal that the data are
+    too few for this long a run). Checked only at ADA's adjustments (one host sync each)."""
+    if state.ada is None or "ada_rt" not in values or not g.ada_stall_kimg > 0:
+        return
+    rt = float(values["ada_rt"])
+    if not (float(state.augment_pipe.p) >= 1 and rt > g.ada_target):
+        state.ada_stall_since = None
+        return
+    if state.ada_stall_since is None:
+        state.ada_stall_since = state.step
+    kimg = (state.step - state.ada_stall_since) * g.batch_size / 1000
+    if kimg >= g.ada_stall_kimg:
+        raise AdaStalled(
+            f"ADA has held p at 1 for {kimg:g} kimg (since step {state.ada_stall_since}) and D "
+            f"still wins (r_t = {rt:.3f} > gan.ada_target={g.ada_target}) at step {state.step}: "
+            "the discriminator overfits the training images. Use more training images or fewer "
+            "gan.kimg (gan.ada_stall_kimg=0 turns this stop off)."
+        )
+
+
+class AdaStalled(UserError):
+    """Training stopped: ADA's p is at 1 and D keeps winning."""
+
+
 class _Averages:
     """Means of the per-step values since the last log line, kept as tensors (no GPU sync per step)."""
 
@@ -518,6 +579,9 @@ def _train(
     grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g, seed=cfg.run.seed)
     averages, last = _Averages(), {}
+    watch = DivergenceWatch(device)
+    if resume:
+        watch.last_finite_snapshot = state.step
     start, t0 = state.step, time.time()
     batches = iter(loader)
     with tqdm(
@@ -527,9 +591,12 @@ def _train(
             real, labels = next(batches)
             real = real.to(device, torch.float32, non_blocking=True)
             labels = torch.as_tensor(labels, device=device).long()
-            averages.add(training_step(loss, real, labels, g.c_dim, g))
+            values = training_step(loss, real, labels, g.c_dim, g)
+            watch.observe(state.step, values)
+            averages.add(values)
             bar.update(1)
             if state.step % g.log_every == 0 or state.step == total_steps:
+                watch.check(state, run, g)
                 last = averages.pop()
                 progress = {
                     "kimg": state.step * g.batch_size / 1000,
@@ -539,11 +606,20 @@ def _train(
                     progress["augment_p"] = float(state.augment_pipe.p)
                 logger.log(state.step, {**last, **progress})
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
+            try:
+                check_ada_stall(state, g, values)
+            except AdaStalled:
+                watch.check(state, run, g, weights=True)
+                save_snapshot(state, run, cfg, classes, grid)  # the networks are fine: keep them
+                raise
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
+                watch.check(state, run, g, weights=True)  # never overwrite a snapshot with NaNs
                 save_snapshot(state, run, cfg, classes, grid)
+                watch.last_finite_snapshot = state.step
             if g.max_minutes and time.time() - t0 > 60 * g.max_minutes:
                 bar.write(f"time budget of {g.max_minutes} min reached at step {state.step}")
                 break
+    watch.check(state, run, g, weights=True)
     save_snapshot(state, run, cfg, classes, grid)
     logger.close()
     return {
