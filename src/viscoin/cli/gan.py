@@ -148,6 +148,7 @@ def train_gan_command(
         check_init_resolution,
         load_init_source,
     )
+    from viscoin.train.gan_quality import check_quality_config
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
 
@@ -162,6 +163,7 @@ def train_gan_command(
         dataset=dataset,
     )
     check_augment_config(cfg.gan)  # before any dataset or run directory is made
+    check_quality_config(cfg.gan)
     source = None
     if init_from is not None:
         cfg.gan.init_from = init_from

@@ -14,6 +14,7 @@ all restored.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -42,10 +43,18 @@ from viscoin.train.gan_init import (
     check_init_resolution,
     load_init_source,
 )
-from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
+from viscoin.train.gan_quality import QualityMonitor, check_quality_config
+from viscoin.utils.checkpoint import (
+    load_state,
+    read_metadata,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
 from viscoin.utils.device import seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
 
+BEST_FILE = "generator-best.safetensors"  # G_ema at the lowest Fréchet distance measured
 GRID_SIZE = 16  # images in each snapshot's sample grid
 
 
@@ -339,13 +348,28 @@ def _grid_inputs(
     return z.to(device), c.to(device)
 
 
+def _snapshot_extra(state: GanState, cfg: Config, classes: list[str] | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"step": state.step, "kimg": state.step * cfg.gan.batch_size / 1000}
+    if classes:
+        extra["classes"] = classes
+    return extra
+
+
+def _best_distance(run: RunDir, key: str, step: int) -> float:
+    """The distance of ``generator-best.safetensors`` when resuming at ``step`` (inf: none yet)."""
+    path = run.checkpoints / BEST_FILE
+    if not path.is_file():
+        return math.inf
+    extra = json.loads(read_metadata(path).get("viscoin.extra", "{}"))
+    # A best saved after the resumed step belongs to a stretch that is trained again.
+    return float(extra.get(key, math.inf)) if extra.get("step", math.inf) <= step else math.inf
+
+
 def save_snapshot(
     state: GanState, run: RunDir, cfg: Config, classes: list[str] | None, grid: tuple
 ) -> None:
     """Generator (EMA), discriminator, resume state and a sample grid, each written atomically."""
-    extra = {"step": state.step, "kimg": state.step * cfg.gan.batch_size / 1000}
-    if classes:
-        extra["classes"] = classes
+    extra = _snapshot_extra(state, cfg, classes)
     save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
     save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
     save_state(
@@ -413,6 +437,7 @@ def train_gan(
     """
     g = cfg.gan
     check_augment_config(g)
+    check_quality_config(g)
     if init is None and g.init_from:
         init = load_init_source(g.init_from)
     if init is not None:
@@ -582,6 +607,10 @@ def _train(
     watch = DivergenceWatch(device)
     if resume:
         watch.last_finite_snapshot = state.step
+    monitor, best = None, math.inf
+    if g.metric_every:
+        monitor = QualityMonitor(g, dataset, state.G_ema, device, cfg.run.seed)
+        best = _best_distance(run, monitor.fd_key, state.step) if resume else math.inf
     start, t0 = state.step, time.time()
     batches = iter(loader)
     with tqdm(
@@ -612,6 +641,16 @@ def _train(
                 watch.check(state, run, g, weights=True)
                 save_snapshot(state, run, cfg, classes, grid)  # the networks are fine: keep them
                 raise
+            if monitor is not None and (
+                state.step % g.metric_every == 0 or state.step == total_steps
+            ):
+                watch.check(state, run, g, weights=True)
+                quality = monitor.measure(state.G_ema)
+                logger.log(state.step, quality)
+                if quality[monitor.fd_key] < best:
+                    best = quality[monitor.fd_key]
+                    extra = {**_snapshot_extra(state, cfg, classes), **quality}
+                    save_generator(state.G_ema, run.checkpoints / BEST_FILE, extra=extra)
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
                 watch.check(state, run, g, weights=True)  # never overwrite a snapshot with NaNs
                 save_snapshot(state, run, cfg, classes, grid)
