@@ -105,6 +105,18 @@ class GanConfig:
     snapshot_every: int = 1000  # iterations between checkpoints / sample grids
     max_minutes: float = 0.0  # stop (and save) after this much training time; 0: no limit
     log_every: int = 50
+    # transfer learning: G, D and G_ema start from an official StyleGAN2-ADA pickle, a viscoin
+    # generator file or a `train gan` run directory; the architecture fields above are then
+    # replaced by the source's (see viscoin.train.gan_init)
+    init_from: str | None = None
+    ada_stall_kimg: float = 500.0  # stop when p has sat at 1 with r_t > target this long; 0: off
+    # quality monitor: every metric_every steps (0: off), Fréchet distance and KID between
+    # metric_samples generated and as many real images, in Inception-v3 features when
+    # inception_weights is given, else in the features of the classifier metric_classifier
+    metric_every: int = 0
+    metric_samples: int = 2000
+    inception_weights: str | None = None
+    metric_classifier: str | None = None
 
 
 @dataclass

@@ -128,6 +128,14 @@ def train_gan_command(
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Start G, D and G_ema from an official StyleGAN2-ADA .pkl, a generator "
+            ".safetensors or a 'train gan' run directory (its architecture replaces the config's).",
+        ),
+    ] = None,
 ) -> None:
     """Train a StyleGAN2 generator on a dataset's training split.
 
@@ -135,6 +143,12 @@ def train_gan_command(
     """
     from viscoin.train.augment import check_augment_config
     from viscoin.train.gan import train_gan
+    from viscoin.train.gan_init import (
+        apply_init_architecture,
+        check_init_resolution,
+        load_init_source,
+    )
+    from viscoin.train.gan_quality import check_quality_config
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
 
@@ -149,6 +163,17 @@ def train_gan_command(
         dataset=dataset,
     )
     check_augment_config(cfg.gan)  # before any dataset or run directory is made
+    check_quality_config(cfg.gan)
+    source = None
+    if init_from is not None:
+        cfg.gan.init_from = init_from
+    if cfg.gan.init_from:
+        source = load_init_source(cfg.gan.init_from)
+        changed = apply_init_architecture(cfg.gan, source)
+        check_init_resolution(source, cfg.data.resolution)
+        if changed:
+            listed = ", ".join(f"gan.{k}={new}" for k, (_, new) in changed.items())
+            typer.echo(f"architecture from {source.path}: {listed}", err=True)
     torch_device = resolve_device(cfg.run.device)
     try:
         from viscoin.data import build_dataset
@@ -158,7 +183,9 @@ def train_gan_command(
     train_set = build_dataset(cfg.data, split="train", augment=False)
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
     cfg.save(run.config)
-    summary = train_gan(cfg, run, train_set, torch_device, resume=resume, progress=not quiet)
+    summary = train_gan(
+        cfg, run, train_set, torch_device, resume=resume, progress=not quiet, init=source
+    )
     typer.echo(
         f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "
         f"{summary['seconds']:.0f}s; loss_G {summary.get('loss_G', float('nan')):.3f}, "

@@ -27,7 +27,7 @@ GROUPS = {
     "learning-rate": "Learning rate",
 }
 _METRIC_NAME = re.compile(
-    r"acc|fidelity|fid|^ff|faithful|consisten|auc|precision|recall|f1|iou", re.IGNORECASE
+    r"acc|fidelity|fid|^fd|kid|^ff|faithful|consisten|auc|precision|recall|f1|iou", re.IGNORECASE
 )
 _LR_NAME = re.compile(r"^(lr|learning_rate)(_.*)?$", re.IGNORECASE)
 

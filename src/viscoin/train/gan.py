@@ -14,6 +14,7 @@ all restored.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -33,13 +34,27 @@ from viscoin.errors import UserError
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
 from viscoin.models.stylegan2.generator import image_grid, save_image
 from viscoin.train.augment import AdaTuner, AugmentPipe, check_augment_config
-from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
+from viscoin.train.gan_init import (
+    DISCRIMINATOR_FILE,
+    GENERATOR_FILE,
+    STATE_FILE,
+    InitSource,
+    apply_init_architecture,
+    check_init_resolution,
+    load_init_source,
+)
+from viscoin.train.gan_quality import QualityMonitor, check_quality_config
+from viscoin.utils.checkpoint import (
+    load_state,
+    read_metadata,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
 from viscoin.utils.device import seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
 
-STATE_FILE = "gan-training.state.pt"
-GENERATOR_FILE = "generator.safetensors"
-DISCRIMINATOR_FILE = "discriminator.safetensors"
+BEST_FILE = "generator-best.safetensors"  # G_ema at the lowest Fréchet distance measured
 GRID_SIZE = 16  # images in each snapshot's sample grid
 
 
@@ -126,6 +141,7 @@ class GanState:
     step: int = 0
     augment_pipe: AugmentPipe | None = None  # None: D sees the images as they are
     ada: AdaTuner | None = None  # None: p stays where gan.augment put it
+    ada_stall_since: int | None = None  # the step since which p = 1 with r_t above the target
 
 
 class GanLoss:
@@ -310,6 +326,17 @@ def _dataset_info(dataset: Dataset, g: GanConfig) -> tuple[int, list[str] | None
     return image.shape[0], classes
 
 
+def _image_size(dataset: Dataset) -> int:
+    """The side of the dataset's (square) images."""
+    try:
+        size = len(dataset)
+    except TypeError:
+        raise UserError("the training dataset must have a length.") from None
+    if size == 0:
+        raise UserError("the training dataset is empty.")
+    return int(dataset[0][0].shape[-1])
+
+
 def _grid_inputs(
     G: Generator, seed: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,13 +348,28 @@ def _grid_inputs(
     return z.to(device), c.to(device)
 
 
+def _snapshot_extra(state: GanState, cfg: Config, classes: list[str] | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"step": state.step, "kimg": state.step * cfg.gan.batch_size / 1000}
+    if classes:
+        extra["classes"] = classes
+    return extra
+
+
+def _best_distance(run: RunDir, key: str, step: int) -> float:
+    """The distance of ``generator-best.safetensors`` when resuming at ``step`` (inf: none yet)."""
+    path = run.checkpoints / BEST_FILE
+    if not path.is_file():
+        return math.inf
+    extra = json.loads(read_metadata(path).get("viscoin.extra", "{}"))
+    # A best saved after the resumed step belongs to a stretch that is trained again.
+    return float(extra.get(key, math.inf)) if extra.get("step", math.inf) <= step else math.inf
+
+
 def save_snapshot(
     state: GanState, run: RunDir, cfg: Config, classes: list[str] | None, grid: tuple
 ) -> None:
     """Generator (EMA), discriminator, resume state and a sample grid, each written atomically."""
-    extra = {"step": state.step, "kimg": state.step * cfg.gan.batch_size / 1000}
-    if classes:
-        extra["classes"] = classes
+    extra = _snapshot_extra(state, cfg, classes)
     save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
     save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
     save_state(
@@ -342,6 +384,7 @@ def save_snapshot(
             "pl_mean": state.pl_mean.cpu(),
             "rng": rng_state(),
             **({"ada": state.ada.state_dict()} if state.ada is not None else {}),
+            "ada_stall_since": -1 if state.ada_stall_since is None else state.ada_stall_since,
         },
     )
     with torch.no_grad():
@@ -369,6 +412,8 @@ def _restore(state: GanState, path: Path, device: torch.device) -> None:
     state.step = int(saved["step"])
     if state.ada is not None and "ada" in saved:
         state.ada.load_state_dict(saved["ada"])
+    since = int(saved.get("ada_stall_since", -1))
+    state.ada_stall_since = None if since < 0 else since
     set_rng_state(saved["rng"])
 
 
@@ -379,8 +424,12 @@ def train_gan(
     device: torch.device,
     resume: bool = False,
     progress: bool = True,
+    init: InitSource | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
+
+    With ``gan.init_from`` (or ``init``, already loaded), G, D and G_ema start from that source
+    and its architecture replaces the config's (see :mod:`viscoin.train.gan_init`).
 
     Writes ``checkpoints/{generator,discriminator}.safetensors`` and ``gan-training.state.pt`` every
     ``gan.snapshot_every`` steps and at the end, ``figures/samples-XXXXXX.png`` and
@@ -388,6 +437,12 @@ def train_gan(
     """
     g = cfg.gan
     check_augment_config(g)
+    check_quality_config(g)
+    if init is None and g.init_from:
+        init = load_init_source(g.init_from)
+    if init is not None:
+        apply_init_architecture(g, init)
+        check_init_resolution(init, _image_size(dataset))
     group = min(g.mbstd_group_size, g.batch_size)
     if g.batch_size < 1 or g.batch_size % group:
         raise UserError(
@@ -403,15 +458,29 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress)
+        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress, init)
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
 
 
-def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanState:
-    """Freshly initialised networks (G and D in training mode, frozen until their phase) and optimisers."""
+def _new_state(
+    g: GanConfig, img_channels: int, device: torch.device, init: InitSource | None = None
+) -> GanState:
+    """Networks (G and D in training mode, frozen until their phase), fresh optimisers.
+
+    The networks are freshly initialised, or copies of ``init``'s (D fresh when it has none).
+    """
     G, D = build_networks(g, img_channels, g.c_dim)
+    G_ema = None
+    if init is not None:
+        if init.G_ema.img_channels != img_channels:
+            raise UserError(
+                f"--init-from {init.path} makes {init.G_ema.img_channels}-channel images but the "
+                f"dataset's have {img_channels}: start from a network trained on such images."
+            )
+        G, G_ema = copy.deepcopy(init.G), copy.deepcopy(init.G_ema).to(device)
+        D = copy.deepcopy(init.D) if init.D is not None else D
     G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
     spec = check_augment_config(g)
     pipe = AugmentPipe(p=spec.p).to(device) if spec.mode != "none" else None
@@ -421,13 +490,70 @@ def _new_state(g: GanConfig, img_channels: int, device: torch.device) -> GanStat
     return GanState(
         G=G,
         D=D,
-        G_ema=copy.deepcopy(G).eval(),
+        G_ema=(G_ema if G_ema is not None else copy.deepcopy(G)).eval().requires_grad_(False),
         opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
         opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
         pl_mean=torch.zeros([], device=device),
         augment_pipe=pipe,
         ada=ada,
     )
+
+
+class DivergenceWatch:
+    """Remembers the first step whose losses were not finite, on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.full([], -1, dtype=torch.int64, device=device)
+        self.last_finite_snapshot: int | None = None
+
+    def observe(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        finite = torch.stack([v.float() for v in values.values()]).isfinite().all()
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+
+    def check(self, state: GanState, run: RunDir, g: GanConfig, weights: bool = False) -> None:
+        """Raise if a loss was non-finite (or, with ``weights``, a weight of G_ema, G or D is)."""
+        step, what = int(self.first_bad), "losses"
+        if step < 0 and weights:
+            nets = (state.G_ema, state.G, state.D)
+            if not all(t.isfinite().all() for net in nets for t in net.state_dict().values()):
+                step, what = state.step, "weights"
+        if step < 0:
+            return
+        kept = (
+            f"the last finite snapshot (step {self.last_finite_snapshot}) is kept in {run.checkpoints}"
+            if self.last_finite_snapshot is not None
+            else "no snapshot had been written yet"
+        )
+        raise UserError(
+            f"GAN training diverged: non-finite {what} at step {step}; {kept}. Lower gan.lr "
+            f"(now {g.lr}) or raise gan.r1_gamma (now {g.r1_gamma}), then start again or --resume."
+        )
+
+
+def check_ada_stall(state: GanState, g: GanConfig, values: dict[str, torch.Tensor]) -> None:
+    """Stop when ADA has held p at 1 for ``gan.ada_stall_kimg`` with r_t still above the target:
+    augmentation can no longer keep D from overfitting (StyleGAN2-ADA's signal that the data are
+    too few for this long a run). Checked only at ADA's adjustments (one host sync each)."""
+    if state.ada is None or "ada_rt" not in values or not g.ada_stall_kimg > 0:
+        return
+    rt = float(values["ada_rt"])
+    if not (float(state.augment_pipe.p) >= 1 and rt > g.ada_target):
+        state.ada_stall_since = None
+        return
+    if state.ada_stall_since is None:
+        state.ada_stall_since = state.step
+    kimg = (state.step - state.ada_stall_since) * g.batch_size / 1000
+    if kimg >= g.ada_stall_kimg:
+        raise AdaStalled(
+            f"ADA has held p at 1 for {kimg:g} kimg (since step {state.ada_stall_since}) and D "
+            f"still wins (r_t = {rt:.3f} > gan.ada_target={g.ada_target}) at step {state.step}: "
+            "the discriminator overfits the training images. Use more training images or fewer "
+            "gan.kimg (gan.ada_stall_kimg=0 turns this stop off)."
+        )
+
+
+class AdaStalled(UserError):
+    """Training stopped: ADA's p is at 1 and D keeps winning."""
 
 
 class _Averages:
@@ -457,10 +583,11 @@ def _train(
     img_channels: int,
     classes: list[str] | None,
     progress: bool = True,
+    init: InitSource | None = None,
 ) -> dict[str, Any]:
     g = cfg.gan
     seed_everything(cfg.run.seed)
-    state = _new_state(g, img_channels, device)
+    state = _new_state(g, img_channels, device, init)
     logger = MetricsLogger(run.metrics)
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
@@ -477,6 +604,13 @@ def _train(
     grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g, seed=cfg.run.seed)
     averages, last = _Averages(), {}
+    watch = DivergenceWatch(device)
+    if resume:
+        watch.last_finite_snapshot = state.step
+    monitor, best = None, math.inf
+    if g.metric_every:
+        monitor = QualityMonitor(g, dataset, state.G_ema, device, cfg.run.seed)
+        best = _best_distance(run, monitor.fd_key, state.step) if resume else math.inf
     start, t0 = state.step, time.time()
     batches = iter(loader)
     with tqdm(
@@ -486,9 +620,12 @@ def _train(
             real, labels = next(batches)
             real = real.to(device, torch.float32, non_blocking=True)
             labels = torch.as_tensor(labels, device=device).long()
-            averages.add(training_step(loss, real, labels, g.c_dim, g))
+            values = training_step(loss, real, labels, g.c_dim, g)
+            watch.observe(state.step, values)
+            averages.add(values)
             bar.update(1)
             if state.step % g.log_every == 0 or state.step == total_steps:
+                watch.check(state, run, g)
                 last = averages.pop()
                 progress = {
                     "kimg": state.step * g.batch_size / 1000,
@@ -498,11 +635,30 @@ def _train(
                     progress["augment_p"] = float(state.augment_pipe.p)
                 logger.log(state.step, {**last, **progress})
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
+            try:
+                check_ada_stall(state, g, values)
+            except AdaStalled:
+                watch.check(state, run, g, weights=True)
+                save_snapshot(state, run, cfg, classes, grid)  # the networks are fine: keep them
+                raise
+            if monitor is not None and (
+                state.step % g.metric_every == 0 or state.step == total_steps
+            ):
+                watch.check(state, run, g, weights=True)
+                quality = monitor.measure(state.G_ema)
+                logger.log(state.step, quality)
+                if quality[monitor.fd_key] < best:
+                    best = quality[monitor.fd_key]
+                    extra = {**_snapshot_extra(state, cfg, classes), **quality}
+                    save_generator(state.G_ema, run.checkpoints / BEST_FILE, extra=extra)
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
+                watch.check(state, run, g, weights=True)  # never overwrite a snapshot with NaNs
                 save_snapshot(state, run, cfg, classes, grid)
+                watch.last_finite_snapshot = state.step
             if g.max_minutes and time.time() - t0 > 60 * g.max_minutes:
                 bar.write(f"time budget of {g.max_minutes} min reached at step {state.step}")
                 break
+    watch.check(state, run, g, weights=True)
     save_snapshot(state, run, cfg, classes, grid)
     logger.close()
     return {
