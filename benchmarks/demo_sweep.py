@@ -67,13 +67,11 @@ def train_classifier_once(
     out: Path, device: str, tiny: bool, name: str = "classifier", seed: int = 0
 ) -> Path:
     """The demo's classifier (``seed`` 0), or with ``name`` classifier-independent and seed 1 the
-    demo's independent classifier f' (one epoch less), into ``out/name``."""
+    demo's independent classifier f', into ``out/name``."""
     from viscoin.data import build_dataset
     from viscoin.utils.device import resolve_device, seed_everything
 
     cfg = demo_config(tiny, device, seed)
-    if name != "classifier":
-        cfg.classifier.epochs = max(1, cfg.classifier.epochs - 1)
     seed_everything(seed)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     dev = resolve_device(device)

@@ -11,7 +11,7 @@ BAD = [
     "viscoin.channels=0", "viscoin.lr=.nan", "viscoin.lr=-1e-4", "classifier.lr=.inf",
     "data.num_workers=-1", "viscoin.dropout=1", "viscoin.dropout=-0.1", "classifier.epochs=0",
     "viscoin.iterations=0", "viscoin.real_batch=0", "viscoin.mid=1", "viscoin.decay_factor=0",
-    "classifier.val_fraction=1", "gan.batch_size=0", "gan.lr=0", "run.seed=-1",
+    "classifier.val_fraction=1", "gan.batch_size=0", "gan.lr=-1", "run.seed=-1",
     "viscoin.eval_every=-1", "viscoin.checkpoint_every=-5", "viscoin.grad_accum=16",
 ]  # fmt: skip
 
@@ -27,7 +27,7 @@ def test_a_bad_value_names_its_field(override):
 @pytest.mark.parametrize(
     "override",
     ["viscoin.eval_every=0", "viscoin.checkpoint_every=0", "viscoin.fake_batch=0",
-     "classifier.lr_step=0", "viscoin.dropout=0", "classifier.val_fraction=0"],
+     "classifier.lr_step=0", "viscoin.dropout=0", "classifier.val_fraction=0", "gan.lr=0"],
 )  # fmt: skip
 def test_zero_where_it_means_off_is_kept(override):
     apply_overrides(Config(), [override])

@@ -358,7 +358,7 @@ def _check_data(c: DataConfig, p: list) -> None:
 
 def _check_classifier(c: ClassifierConfig, p: list) -> None:
     _at_least(p, "classifier.epochs", c.epochs, 1)
-    _above(p, "classifier.lr", c.lr, 0)
+    _at_least(p, "classifier.lr", c.lr, 0)  # 0 freezes the weights (a check, not an error)
     _unit(p, "classifier.momentum", c.momentum)
     _at_least(p, "classifier.weight_decay", c.weight_decay, 0)
     _at_least(p, "classifier.lr_step", c.lr_step, 0)  # 0: constant lr
@@ -374,7 +374,7 @@ def _check_gan(c: GanConfig, p: list) -> None:
     _at_least(p, "gan.c_dim", c.c_dim, 0)
     _at_least(p, "gan.num_fp16_res", c.num_fp16_res, 0)
     _above(p, "gan.kimg", c.kimg, 0)
-    _above(p, "gan.lr", c.lr, 0)
+    _at_least(p, "gan.lr", c.lr, 0)
     for i, beta in enumerate(c.betas):
         _unit(p, f"gan.betas[{i}]", beta)
     for name in ("r1_gamma", "pl_weight", "ema_kimg", "max_minutes"):
@@ -400,7 +400,7 @@ def _check_viscoin(c: ViscoinConfig, p: list) -> None:
     for name in ("fake_batch", "gamma_start", "warmup", "eval_every", "eval_batches"):
         _at_least(p, f"viscoin.{name}", getattr(c, name), 0)
     _at_least(p, "viscoin.checkpoint_every", c.checkpoint_every, 0)
-    _above(p, "viscoin.lr", c.lr, 0)
+    _at_least(p, "viscoin.lr", c.lr, 0)
     _unit(p, "viscoin.decay_start", c.decay_start, top_open=False)
     if not (math.isfinite(c.decay_factor) and 0 < c.decay_factor <= 1):
         p.append(("viscoin.decay_factor", c.decay_factor, "above 0 and at most 1"))
