@@ -112,7 +112,7 @@ def evaluate_model(
             stats["inc_fake"].update(inception(fake_u8))
         activations.append(out.activations.float().cpu())
         relevant.append((model.relevance(out) > opt.relevance_threshold).sum(1).float().cpu())
-        _collect(predictions, labels, out, model.classifier(recon), recon, images, independent)
+        _collect(predictions, labels, out, model.classifier, recon, images, independent)
         todo = min(images.shape[0], opt.recon_attribute_images - count)
         if counterfactuals and todo > 0:
             batch = positions[count : count + todo]
@@ -183,19 +183,16 @@ def _collect(
     predictions: dict[str, list[torch.Tensor]],
     labels: torch.Tensor,
     out: Any,
-    f_on_recon: torch.Tensor,
+    classifier: torch.nn.Module,
     recon: torch.Tensor,
     images: torch.Tensor,
     independent: torch.nn.Module | None,
 ) -> None:
-    """Append one batch's labels and predicted classes (f, g; f on x̃; f' on x and x̃)."""
-    batch = {
-        "label": labels,
-        "f": out.f_logits.argmax(1),
-        "g": out.g_logits.argmax(1),
-        "f_recon": f_on_recon.argmax(1),
-    }
+    """Append one batch's labels and predicted classes (f, g; with f': f and f' on x̃, f' on x).
+    f on x̃ is only read beside f' (``_independent_scores``), so it is computed only then."""
+    batch = {"label": labels, "f": out.f_logits.argmax(1), "g": out.g_logits.argmax(1)}
     if independent is not None:
+        batch["f_recon"] = classifier(recon).argmax(1)
         batch["fi"] = independent(images).argmax(1)
         batch["fi_recon"] = independent(recon).argmax(1)
     for key, value in batch.items():

@@ -305,13 +305,7 @@ def training_step(
 
 def _dataset_info(dataset: Dataset, g: GanConfig) -> tuple[int, list[str] | None]:
     """Image channels and class names; checks the resolution and the number of classes."""
-    try:
-        size = len(dataset)
-    except TypeError:
-        raise UserError("the training dataset must have a length.") from None
-    if size == 0:
-        raise UserError("the training dataset is empty.")
-    image, _ = dataset[0]
+    image = _first_image(dataset)
     if image.ndim != 3 or image.shape[1] != g.resolution or image.shape[2] != g.resolution:
         raise UserError(
             f"dataset images are {tuple(image.shape)}, but gan.resolution is {g.resolution}: "
@@ -326,15 +320,20 @@ def _dataset_info(dataset: Dataset, g: GanConfig) -> tuple[int, list[str] | None
     return image.shape[0], classes
 
 
-def _image_size(dataset: Dataset) -> int:
-    """The side of the dataset's (square) images."""
+def _first_image(dataset: Dataset) -> torch.Tensor:
+    """The dataset's first image (C, H, W), once it is known to have a length and not be empty."""
     try:
         size = len(dataset)
     except TypeError:
         raise UserError("the training dataset must have a length.") from None
     if size == 0:
         raise UserError("the training dataset is empty.")
-    return int(dataset[0][0].shape[-1])
+    return dataset[0][0]
+
+
+def _image_size(dataset: Dataset) -> int:
+    """The side of the dataset's (square) images."""
+    return int(_first_image(dataset).shape[-1])
 
 
 def _grid_inputs(
