@@ -8,7 +8,10 @@ processes (``--jobs``), which is how a GPU with many CPU cores sweeps many small
     python benchmarks/demo_sweep.py --out runs/sweep --seeds 0 1 2 \\
         --variant base --variant d02:viscoin.delta=0.02 --variant k64:viscoin.n_concepts=64
 
-A variant is ``NAME`` or ``NAME:key=value,key=value``. Without ``--classifier`` the demo's
+A variant is ``NAME`` or ``NAME:key=value,key=value``; ``untrained:viscoin.lr=0`` is the
+ensemble that knows nothing (Ψ, Θ, Ω as initialised), against which every null is checked.
+``--multipliers 1 2 4`` also measures consistency at those λ (x⁺ sets φ_k to λ × its peak map),
+each beside its shuffled-label, random-direction and unread-concept nulls. Without ``--classifier`` the demo's
 classifier is trained first (seed 0) into ``OUT/classifier``. Results: ``OUT/sweep.json`` (every
 run's summary, kept across sweeps into the same folder) and ``OUT/<variant>-s<seed>/`` (config,
 checkpoints, metrics.json).
@@ -30,6 +33,7 @@ import torch
 
 from viscoin.demo import (
     demo_config,
+    demo_eval_options,
     evaluate_demo_run,
     shipped_generator,
     train_demo_classifier,
@@ -46,8 +50,12 @@ COLUMNS = (
     "ff_random_mean",
     "ff_diff",
     "ff_diff_ci_low",
+    "ff_matched_mean",
+    "ff_matched_diff",
+    "ff_matched_ci_low",
     "consistency",
     "consistency_null",
+    "consistency_direction",
     "fi_recon_agrees",
     "fooling_gap",
     "rec_all_null",
@@ -103,8 +111,14 @@ def summarise(metrics: dict) -> dict:
     if "paired_f@0.1" in ff:
         row["ff_diff"] = ff["paired_f@0.1"]["diff_mean"]
         row["ff_diff_ci_low"] = ff["paired_f@0.1"]["diff_ci_low"]
+    if "paired_matched_f@0.1" in ff:
+        row["ff_matched_mean"] = ff["mean_matched_f@0.1"]
+        row["ff_matched_diff"] = ff["paired_matched_f@0.1"]["diff_mean"]
+        row["ff_matched_ci_low"] = ff["paired_matched_f@0.1"]["diff_ci_low"]
     if "null_mean" in metrics["consistency"]:
         row["consistency_null"] = metrics["consistency"]["null_mean"]
+    if "direction_mean" in metrics["consistency"]:
+        row["consistency_direction"] = metrics["consistency"]["direction_mean"]
     independent = metrics.get("independent", {})
     if "recon_agrees_with_f" in independent:
         row["fi_recon_agrees"] = independent["recon_agrees_with_f"]
@@ -143,6 +157,7 @@ def run_one(
     tiny: bool,
     threads: int,
     independent: Path | None = None,
+    multipliers: tuple[float, ...] = (),
 ) -> dict:
     """Train and evaluate one (variant, seed); returns its summary row."""
     from viscoin.data import build_dataset
@@ -165,17 +180,49 @@ def run_one(
         dev,
         False,
     )
-    _, metrics = evaluate_demo_run(
+    model, metrics = evaluate_demo_run(
         run_path, test_set, dev, tiny, seed, False, independent=independent
     )
     row = {"variant": name, "seed": seed, "overrides": overrides, **summarise(metrics)}
+    if multipliers:
+        row.update(consistency_at(model, test_set, metrics, dev, tiny, seed, multipliers))
     row["seconds"] = time.time() - start
+    return row
+
+
+def consistency_at(
+    model, test_set, metrics: dict, device, tiny: bool, seed: int, multipliers: tuple[float, ...]
+) -> dict:
+    """Consistency of the evaluated concepts at each λ in ``multipliers``, with its nulls
+    (columns ``cons@λ``, ``shuffled@λ``, ``direction@λ``, ``unread@λ``)."""
+    from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
+    from viscoin.evaluate.suite import _images
+
+    options = demo_eval_options(tiny, seed)
+    concepts = [int(k) for k in metrics["consistency"].get("per_concept", {})]
+    if not concepts:
+        return {}
+    images = torch.cat(
+        list(_images(test_set, options.consistency_images, seed + 2, options.batch_size, device))
+    )
+    row = {}
+    for lam in multipliers:
+        per = concept_consistency(
+            model, images, concepts, multiplier=lam, batch_size=options.batch_size, seed=seed,
+            shuffles=3, directions=3, unread_concepts=concepts[:1],
+        )  # fmt: skip
+        summary = summarise_consistency(per)
+        row[f"cons@{lam:g}"] = summary["consistency_mean"]
+        row[f"shuffled@{lam:g}"] = summary["null_mean"]
+        row[f"direction@{lam:g}"] = summary["direction_mean"]
+        row[f"unread@{lam:g}"] = summary["unread_mean"]
     return row
 
 
 def table(rows: list[dict], variants: list[str]) -> str:
     """Per variant: mean ± standard deviation over its seeds (markdown)."""
-    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith(("auc", "rec")) and k not in COLUMNS)]
+    extra = ("auc", "rec", "cons@", "shuffled@", "direction@", "unread@")
+    keys = [*COLUMNS, *(k for k in rows[0] if k.startswith(extra) and k not in COLUMNS)]
     keys = [k for k in keys if all(k in r for r in rows)]
     aligned = "auc_min_defining" in keys
     lines = [
@@ -224,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", dest="common", action="append", default=[], help="for every run")
     parser.add_argument("--tiny", action="store_true", help="the demo's --quick sizes (smoke test)")
+    parser.add_argument(
+        "--multipliers", type=float, nargs="*", default=[], help="consistency also at these λ"
+    )
     args = parser.parse_args(argv)
 
     if args.table:
@@ -268,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.tiny,
                 threads,
                 independent,
+                tuple(args.multipliers),
             ): (name, seed)
             for name, o, seed in jobs
         }

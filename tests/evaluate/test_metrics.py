@@ -15,9 +15,14 @@ from viscoin.evaluate.alignment import (
     best_auc_from_ranks,
     roc_auc_per_column,
 )
-from viscoin.evaluate.consistency import concept_consistency, summarise_consistency
+from viscoin.evaluate.consistency import (
+    concept_consistency,
+    concept_redirected,
+    summarise_consistency,
+)
 from viscoin.evaluate.faithfulness import (
     faithfulness_scores,
+    matched_active_mask,
     paired_summary,
     random_active_mask,
     summarise_faithfulness,
@@ -78,6 +83,8 @@ def test_faithfulness_on_a_known_model():
     # third image only concept 0 is active, so the null must remove it
     assert all(np.isclose(v, expected) or np.isclose(v, 0.0) for v in scores["null_f@0.1"])
     assert scores["null_f@0.1"][2] == pytest.approx(expected)
+    # the matched null replaces the relevant concept by the other one, which is inert
+    assert np.allclose(scores["matched_f@0.1"], 0.0) and np.allclose(scores["matched_fi@0.1"], 0)
     summary = summarise_faithfulness(scores)
     assert summary["median_ff_f@0.1"] == pytest.approx(expected)
     assert summary["mean_removed@0.1"] == 1.0
@@ -87,6 +94,8 @@ def test_faithfulness_on_a_known_model():
     diff = scores["ff_f@0.1"] - scores["null_f@0.1"]
     assert paired["diff_mean"] == pytest.approx(float(np.mean(diff)), abs=1e-7)
     assert paired["diff_ci_low"] <= paired["diff_mean"] <= paired["diff_ci_high"]
+    matched = summary["paired_matched_f@0.1"]
+    assert matched["diff_mean"] == pytest.approx(expected) and matched["wins"] == 1.0
 
 
 def test_faithfulness_of_a_model_that_knows_nothing_equals_its_null():
@@ -112,6 +121,26 @@ def test_null_removes_the_same_number_of_active_concepts():
     many = torch.stack([random_active_mask(active[:1], counts[:1], gen)[0] for _ in range(3000)])
     freq = many.float().mean(0)
     assert torch.allclose(freq[[0, 1, 4]], torch.full((3,), 2 / 3), atol=0.04)
+
+
+def test_matched_null_replaces_each_concept_by_one_of_similar_activation():
+    acts = torch.tensor(
+        [[0.9, 0.1, 0.85, 0.0, 0.5], [0.9, 0.1, 0.85, 0.0, 0.5], [1.0, 2.0, 0, 0, 0]]
+    )
+    remove = torch.tensor([[1, 0, 0, 0, 0], [1, 0, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    gen = torch.Generator().manual_seed(0)
+    mask = matched_active_mask(acts, remove, gen, pool=1)
+    # row 0: 0.9 → 0.85; row 1: 0.9 first → 0.5 (0.85 is removed too), then 0.85 → 0.1
+    assert mask[0].nonzero().flatten().tolist() == [2]
+    assert mask[1].nonzero().flatten().tolist() == [1, 4]
+    assert mask[2].sum() == 2 and not (mask & remove).any()
+    # with a pool of 3, uniform among the three nearest of 0.9: 0.85, 0.5, 0.1 (never 0.0)
+    many = torch.stack([matched_active_mask(acts[:1], remove[:1], gen)[0] for _ in range(3000)])
+    freq = many.float().mean(0)
+    assert torch.allclose(freq[[1, 2, 4]], torch.full((3,), 1 / 3), atol=0.04)
+    assert freq[0] == 0 and freq[3] == 0
+    # fewer candidates than removed concepts: every candidate
+    assert matched_active_mask(acts[:1], ~torch.eye(5, dtype=torch.bool)[:1], gen).sum() == 1
 
 
 def test_paired_summary_by_hand():
@@ -166,6 +195,42 @@ def test_consistency_separates_an_effective_from_an_inert_concept():
         (result[0]["accuracy"] + result[1]["accuracy"]) / 2
     )
     assert summary["null_mean"] == pytest.approx((result[0]["null"] + result[1]["null"]) / 2)
+
+
+def test_consistency_of_an_untrained_ensemble_equals_its_random_direction_null():
+    """Ω as initialised reads each concept through random weights: a random direction of the same
+    strength is as consistent (the probe saturates or not alike); the unread concept is chance."""
+    from tests.interpret.conftest import make_model
+
+    model = make_model(seed=3)
+    before = model.core.translator.net[0].weight.detach().clone()
+    images = torch.rand(24, 3, 32, 32) * 2 - 1
+    result = concept_consistency(
+        model, images, [0, 1], multiplier=2.0, batch_size=12, shuffles=2, directions=3,
+        unread_concepts=[0],
+    )  # fmt: skip
+    for entry in result.values():
+        assert abs(entry["excess_direction"]) <= 0.1
+        assert entry["excess_direction"] == pytest.approx(entry["accuracy"] - entry["direction"])
+    assert result[0]["unread"] == pytest.approx(0.5)
+    assert torch.equal(model.core.translator.net[0].weight, before)  # weights restored
+
+
+def test_random_direction_keeps_each_rows_strength():
+    from tests.interpret.conftest import make_model
+
+    model = make_model(seed=0)
+    translator = model.core.translator
+    weight = translator.net[0].weight
+    rows = translator.reads_concepts.nonzero().flatten()
+    original = weight.detach()[rows, :, 9:18].clone()
+    with concept_redirected(model, 1, torch.Generator().manual_seed(0)):
+        inside = weight.detach()[rows, :, 9:18].clone()
+        others = weight.detach()[rows, :, :9].clone()
+    assert not torch.allclose(inside, original)
+    assert torch.allclose(inside.flatten(1).norm(dim=1), original.flatten(1).norm(dim=1))
+    assert torch.equal(others, weight.detach()[rows, :, :9])
+    assert torch.equal(weight.detach()[rows, :, 9:18], original)
 
 
 # ---------------------------------------------------------------- alignment

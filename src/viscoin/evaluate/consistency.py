@@ -6,12 +6,17 @@ probe (logistic regression on the frozen classifier's pooled features of the gen
 learns to tell x⁺ from x⁻ on half of the images; its accuracy on the other half is the concept's
 consistency.
 
-Two nulls go with it. *Shuffled labels*: the same probe, trained and tested with the x⁺/x⁻ labels
+Three nulls go with it. *Shuffled labels*: the same probe, trained and tested with the x⁺/x⁻ labels
 swapped at random per pair, scores what chance gives on this many images (≈ 0.5 with its spread).
 *A concept Ω does not read*: the same intervention with Ω's weights for concept k set to zero. Under
 the ``isolated`` intervention its images are identical and the probe scores 0.5; under ``literal``
 the intervention still rescales every other concept, and the probe separates "big global change"
-from "none" — a high score there means the probe is not measuring concept k at all.
+from "none" — a high score there means the probe is not measuring concept k at all. *A random
+direction*: the same intervention, with Ω reading concept k through random weights of the same
+size (per W⁺ row, the Frobenius norm of its nine columns). In StyleGAN's W space any fixed direction
+changes every image in the same recognisable way, so a concept of an untrained Ω — which is a random
+direction — is consistent too; what a trained concept can claim is to be *more* consistent than an
+arbitrary direction of its strength, the ``excess_direction``.
 """
 
 from __future__ import annotations
@@ -99,6 +104,26 @@ def concept_unread(model: Viscoin, concept: int) -> Iterator[None]:
         weight.data[rows, :, cols] = saved
 
 
+@contextmanager
+def concept_redirected(model: Viscoin, concept: int, gen: torch.Generator) -> Iterator[None]:
+    """Within the block, Ω reads concept ``concept`` through random weights: in each row that reads
+    Φ, its nine first-layer columns are replaced by Gaussian noise scaled to their Frobenius norm
+    (restored afterwards)."""
+    translator = model.core.translator
+    weight = translator.net[0].weight  # (rows, out, 9K)
+    rows = translator.reads_concepts.nonzero().flatten()
+    cols = slice(9 * concept, 9 * concept + 9)
+    saved = weight.data[rows, :, cols].clone()
+    noise = torch.randn(saved.shape, generator=gen, dtype=torch.float64)
+    norms = saved.double().flatten(1).norm(dim=1).cpu()
+    noise *= (norms / noise.flatten(1).norm(dim=1).clamp_min(1e-30))[:, None, None]
+    weight.data[rows, :, cols] = noise.to(weight.dtype).to(weight.device)
+    try:
+        yield
+    finally:
+        weight.data[rows, :, cols] = saved
+
+
 @torch.no_grad()
 def _intervened_features(
     model: Viscoin, outs: list, k: int, value: torch.Tensor, intervention: str
@@ -123,11 +148,15 @@ def concept_consistency(
     intervention: str = "isolated",
     shuffles: int = 5,
     unread_concepts: Sequence[int] = (),
+    directions: int = 0,
 ) -> dict[int, dict[str, float]]:
     """Per concept: ``accuracy`` (held-out probe accuracy), ``null`` (mean over ``shuffles``
-    shuffled-label probes), ``null_max`` (their highest), ``excess`` (accuracy − null) and, for
-    the concepts in ``unread_concepts``, ``unread`` (the probe with Ω not reading the concept).
-    ``images`` (N, 3, R, R), N ≥ 4, on the model's device."""
+    shuffled-label probes), ``null_max`` (their highest), ``excess`` (accuracy − null); with
+    ``directions`` > 0, ``direction`` (mean over that many random directions of the concept's
+    strength, :func:`concept_redirected`), ``direction_max`` and ``excess_direction`` (accuracy −
+    direction); and for the concepts in ``unread_concepts``, ``unread`` (the probe with Ω not
+    reading the concept). ``images`` (N, 3, R, R), N ≥ 4, on the model's device; the direction
+    null needs a real :class:`Viscoin` (it rewrites Ω's weights for the duration)."""
     model.eval()
     outs = [model(chunk) for chunk in images.split(batch_size)]
     concept_maps = torch.cat([o.concept_maps for o in outs])
@@ -137,6 +166,7 @@ def concept_consistency(
     order = torch.randperm(n, generator=gen)
     train_idx, test_idx = order[: n // 2], order[n // 2 :]
     flips = [torch.rand(n, generator=gen) < 0.5 for _ in range(shuffles)]
+    direction_gen = torch.Generator().manual_seed(seed + 1)
     result: dict[int, dict[str, float]] = {}
     for k in concepts:
         k = int(k)
@@ -154,6 +184,17 @@ def concept_consistency(
             entry.update(
                 null=float(np.mean(nulls)), null_max=float(np.max(nulls)),
                 excess=accuracy - float(np.mean(nulls)),
+            )  # fmt: skip
+        if directions > 0:
+            # φ_k = 0 reads the same through any weights: only x⁺ is regenerated
+            scores = []
+            for _ in range(directions):
+                with concept_redirected(model, k, direction_gen):
+                    redirected = _intervened_features(model, outs, k, values[0], intervention)
+                scores.append(pair_accuracy(redirected, minus, train_idx, test_idx))
+            entry.update(
+                direction=float(np.mean(scores)), direction_max=float(np.max(scores)),
+                excess_direction=accuracy - float(np.mean(scores)),
             )  # fmt: skip
         if k in unread_concepts:
             with concept_unread(model, k):

@@ -6,8 +6,13 @@ from an independently trained classifier f' when one is given) on the generated 
 
 The null, paired per image: remove as many concepts again, drawn at random among the concepts
 *active* in x (a_k(x) > 0). Drawing among all K concepts mostly removes concepts that are zero
-anyway and changes nothing, which makes any model look faithful. The summary reports the paired
-difference FF_x − null_x with a bootstrap confidence interval of its mean and a two-sided sign test.
+anyway and changes nothing, which makes any model look faithful. A second, stricter null is
+matched on activation: each removed concept is replaced by one of the ``pool`` other concepts whose
+a_k(x) is nearest to its own. The relevant concepts are the large ones, and removing a large
+activation changes the image more than removing a small one whatever it means; against the uniform
+null even an untrained ensemble looks faithful, against the matched one it should not. The summary
+reports, against each null, the paired difference FF_x − null_x with a bootstrap confidence
+interval of its mean and a two-sided sign test.
 """
 
 from __future__ import annotations
@@ -52,8 +57,10 @@ def faithfulness_scores(
 ) -> dict[str, np.ndarray]:
     """Per-image FF values.
 
-    Keys ``ff_<p>@τ`` and ``null_<p>@τ`` for p in ``f``, ``g`` (and ``fi``: the independent
-    classifier ``independent``, a module mapping images in [−1, 1] to logits) → (N,) arrays;
+    Keys ``ff_<p>@τ``, ``null_<p>@τ`` (random active concepts) and ``matched_<p>@τ`` (concepts
+    matched on activation, :func:`matched_active_mask`) for p in ``f``, ``g`` (and ``fi``: the
+    independent classifier ``independent``, a module mapping images in [−1, 1] to logits) → (N,)
+    arrays;
     ``removed@τ`` (N,) the number of concepts removed, ``active`` (N,) the number active.
     ``intervention``: how the removal reaches Ω (:data:`viscoin.models.viscoin.INTERVENTIONS`).
     """
@@ -79,7 +86,9 @@ def faithfulness_scores(
             remove = relevance > tau
             counts = remove.sum(1)
             null_remove = random_active_mask(active, counts, gen)
-            for name, mask in (("ff", remove), ("null", null_remove)):
+            matched_remove = matched_active_mask(out.activations, remove, gen)
+            masks = (("ff", remove), ("null", null_remove), ("matched", matched_remove))
+            for name, mask in masks:
                 maps = out.concept_maps * (~mask)[:, :, None, None]
                 probs = _probabilities(
                     model, model.decode_intervention(maps, out, intervention), predicted,
@@ -101,6 +110,33 @@ def random_active_mask(
     keys = noise - active.float()  # active concepts sort first, in random order
     ranks = keys.argsort(dim=1).argsort(dim=1)
     return ranks < counts[:, None]
+
+
+def matched_active_mask(
+    activations: torch.Tensor, remove: torch.Tensor, gen: torch.Generator, pool: int = 3
+) -> torch.Tensor:
+    """For each row, one stand-in per concept in ``remove`` (B, K) bool: drawn uniformly among the
+    ``pool`` concepts outside ``remove`` (and not drawn yet) whose activation ``activations``
+    (B, K) is nearest to the removed one's. Removed concepts are matched largest first; a row with
+    fewer candidates than removed concepts gets every candidate. → (B, K) bool, disjoint from
+    ``remove``, with the same count per row whenever K ≥ 2·count."""
+    acts = activations.detach().float().cpu().numpy()
+    removed = remove.detach().cpu().numpy()
+    draws = torch.rand(acts.shape, generator=gen).numpy()  # one uniform per (row, concept)
+    out = np.zeros(acts.shape, dtype=bool)
+    for i in range(acts.shape[0]):
+        free = ~removed[i]
+        targets = np.flatnonzero(removed[i])
+        for j, target in enumerate(targets[np.argsort(-acts[i, targets], kind="stable")]):
+            candidates = np.flatnonzero(free)
+            if not len(candidates):
+                break
+            nearest = candidates[
+                np.argsort(np.abs(acts[i, candidates] - acts[i, target]), kind="stable")
+            ]
+            choice = nearest[int(draws[i, j] * min(pool, len(nearest)))]
+            out[i, choice], free[choice] = True, False
+    return torch.from_numpy(out).to(remove.device)
 
 
 def paired_summary(
@@ -134,7 +170,8 @@ def paired_summary(
 
 def summarise_faithfulness(scores: dict[str, np.ndarray], seed: int = 0) -> dict[str, Any]:
     """Medians (the paper's statistic) and means of every score, and for each ``ff_<p>@τ`` its
-    paired comparison with ``null_<p>@τ`` (:func:`paired_summary`) as ``paired_<p>@τ``.
+    paired comparison (:func:`paired_summary`) with ``null_<p>@τ`` as ``paired_<p>@τ`` and with
+    ``matched_<p>@τ`` as ``paired_matched_<p>@τ``.
 
     The means matter: removing a few of many concepts leaves most images' prediction untouched,
     so a median is often exactly 0 while the mean is not.
@@ -149,4 +186,8 @@ def summarise_faithfulness(scores: dict[str, np.ndarray], seed: int = 0) -> dict
             summary[f"paired_{key[3:]}"] = paired_summary(
                 scores[key], scores["null_" + key[3:]], seed
             )
+            if "matched_" + key[3:] in scores:
+                summary[f"paired_matched_{key[3:]}"] = paired_summary(
+                    scores[key], scores["matched_" + key[3:]], seed
+                )
     return summary

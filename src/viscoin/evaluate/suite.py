@@ -62,6 +62,9 @@ class EvalOptions:
     independent: torch.nn.Module | None = None
     intervention: str = "isolated"  # how removals / amplifications reach Ω (INTERVENTIONS)
     consistency_shuffles: int = 5
+    # random directions of each concept's strength the consistency probe is compared with
+    consistency_directions: int = 3
+    consistency_multiplier: float = 4.0  # x⁺ sets φ_k to this × its peak map
     alignment_permutations: int = 200
     seed: int = 0
     progress: bool = False
@@ -281,6 +284,8 @@ def _consistency(
         seed=opt.seed,
         intervention=opt.intervention,
         shuffles=opt.consistency_shuffles,
+        directions=opt.consistency_directions,
+        multiplier=opt.consistency_multiplier,
         # the probe on a concept Ω does not read, for the most active concept only (its images
         # are identical under the isolated intervention: a check that the probe sees k alone)
         unread_concepts=concepts[:1],
@@ -338,6 +343,13 @@ def headline(metrics: dict[str, Any]) -> str:
             f"many random active concepts (paired difference {paired['diff_mean']:.4f}, 95% CI "
             f"{paired['diff_ci_low']:.4f}..{paired['diff_ci_high']:.4f})"
         )
+        if "mean_matched_f@0.1" in ff:
+            matched = ff["paired_matched_f@0.1"]
+            parts.append(
+                f"vs {ff['mean_matched_f@0.1']:.4f} removing as many concepts of matched "
+                f"activation (paired difference {matched['diff_mean']:.4f}, 95% CI "
+                f"{matched['diff_ci_low']:.4f}..{matched['diff_ci_high']:.4f})"
+            )
     independent = metrics.get("independent", {})
     if "recon_agrees_with_f" in independent:
         parts.append(
@@ -357,6 +369,9 @@ def headline(metrics: dict[str, Any]) -> str:
     if cons.get("consistency_concepts"):
         text = f"consistency {cons['consistency_mean']:.3f} ± {cons['consistency_std']:.3f}"
         if "null_mean" in cons:
-            text += f" (shuffled-label null {cons['null_mean']:.3f})"
+            text += f" (shuffled-label null {cons['null_mean']:.3f}"
+            if "direction_mean" in cons:
+                text += f"; a random direction of the same strength {cons['direction_mean']:.3f}"
+            text += ")"
         parts.append(text)
     return ", ".join(parts)
