@@ -48,6 +48,8 @@ def test_evaluate_writes_every_metric(trained_run, tmp_path):
     assert independent["agrees_with_f"] == 1.0 and independent["fooling_gap"] == 0.0
     assert "paired_fi@0.1" in metrics["faithfulness"]
     assert metrics["consistency"]["null_mean"] <= 1.0
+    assert "direction_mean" in metrics["consistency"]
+    assert "paired_matched_f@0.1" in metrics["faithfulness"]
 
 
 def test_evaluate_refuses_bad_options(trained_run, tmp_path):
@@ -58,6 +60,11 @@ def test_evaluate_refuses_bad_options(trained_run, tmp_path):
         str(tmp_path / "missing.safetensors"),
     )  # fmt: skip
     assert proc.returncode == 2 and "independent classifier not found" in proc.stderr
+    for bad in ("0", "nan", "-1"):
+        proc = run_cli(
+            "evaluate", str(trained_run), "--fid", "off", "--consistency-multiplier", bad
+        )  # fmt: skip
+        assert proc.returncode == 2 and "error: --consistency-multiplier" in proc.stderr
 
 
 def test_resume_through_the_cli_continues_the_run(trained_run, tmp_path):

@@ -1,12 +1,27 @@
 """``evaluate_model`` end to end on a tiny ensemble: every number beside its null, and the
 reconstructions scored by an independent classifier, each checked against a recomputation."""
 
+import numpy as np
 import pytest
 import torch
 
-from tests.interpret.conftest import N_CLASSES, make_dataset, make_model, one_thread
-from viscoin.evaluate.suite import EvalOptions, evaluate_model, headline, metrics_markdown
+from tests.interpret.conftest import (
+    N_CLASSES,
+    LabelledImages,
+    make_dataset,
+    make_model,
+    one_thread,
+)
+from viscoin.evaluate.alignment import attribute_alignment
+from viscoin.evaluate.suite import (
+    EvalOptions,
+    _fresh_extractor,
+    evaluate_model,
+    headline,
+    metrics_markdown,
+)
 from viscoin.models.classifier import Classifier
+from viscoin.models.head import ConceptHead
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +85,50 @@ def test_consistency_reports_its_nulls(evaluated):
     assert consistency["excess_mean"] == pytest.approx(
         consistency["consistency_mean"] - consistency["null_mean"]
     )
+    assert consistency["excess_direction_mean"] == pytest.approx(
+        consistency["consistency_mean"] - consistency["direction_mean"]
+    )
 
 
 def test_headline_and_table_show_the_nulls(evaluated):
     metrics = evaluated[3]
     line = headline(metrics)
     assert "(null" in line and "random active concepts" in line and "f' agrees" in line
+    assert "matched activation" in line and "random direction" in line
     table = metrics_markdown(metrics)
     assert "| nulls/fidelity |" in table and "| independent/fooling_gap |" in table
+
+
+class AttributeImages(LabelledImages):
+    """The tiny dataset with two known attributes per image (one binary, one with three values)."""
+
+    attribute_names = ("bright", "parity")
+    attribute_is_class_defining = (True, False)
+
+    def all_attributes(self) -> np.ndarray:
+        images = self.tensors[0]
+        bright = (images.mean(dim=(1, 2, 3)) > images.mean()).long()
+        return np.stack([bright.numpy(), np.arange(len(images)) % 3], axis=1)
+
+
+def test_alignment_beside_a_freshly_initialised_extractor():
+    with one_thread():
+        model, data = make_model(), make_dataset(n=18)
+        data = AttributeImages(*data.tensors, data.classes)
+        options = EvalOptions(
+            batch_size=6, faithfulness_images=0, consistency_concepts=0, fid=False,
+            alignment_permutations=0, seed=3,
+        )  # fmt: skip
+        metrics = evaluate_model(model, data, torch.device("cpu"), options)
+        fresh = _fresh_extractor(model, 3)
+        with torch.no_grad():
+            _, maps = model.classifier.forward_features(data.tensors[0])
+            acts = ConceptHead.activations(fresh(maps)[0]).numpy()
+    expected = attribute_alignment(acts, data.all_attributes(), data.attribute_names)
+    for name in data.attribute_names:
+        entry = metrics["attribute_alignment"][name]
+        assert entry["untrained_auc"] == pytest.approx(expected[name]["auc"])
+        assert entry["untrained_best_auc"] == pytest.approx(expected[name]["best_auc"])
+    # a different Ψ from the model's (whose concept biases were moved), the same architecture
+    assert not torch.equal(fresh.to_concepts.bias, model.core.extractor.to_concepts.bias)
+    assert fresh.config() == model.core.extractor.config()

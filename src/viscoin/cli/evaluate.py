@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -36,6 +37,14 @@ def evaluate_cmd(
     consistency_images: Annotated[
         int, typer.Option("--consistency-images", help="Images per concept.")
     ] = 200,
+    consistency_multiplier: Annotated[
+        float,
+        typer.Option(
+            "--consistency-multiplier",
+            help="x⁺ sets φ_k to λ × its strongest map in the test images (the paper: 4; above 1 "
+            "the images leave the generator's range and any direction saturates the probe).",
+        ),
+    ] = 1.0,
     fid: Annotated[
         str, typer.Option("--fid", help="auto (when Inception weights load) | on | off.")
     ] = "auto",
@@ -84,6 +93,10 @@ def evaluate_cmd(
 
     if intervention not in INTERVENTIONS:
         raise UserError(f"--intervention must be isolated or literal, not '{intervention}'")
+    if not math.isfinite(consistency_multiplier) or consistency_multiplier <= 0:
+        raise UserError(
+            f"--consistency-multiplier must be a positive number, not {consistency_multiplier}"
+        )
     from viscoin.config import apply_overrides, load_config
     from viscoin.interpret.target import resolve_target
 
@@ -125,6 +138,7 @@ def evaluate_cmd(
         faithfulness_images=faithfulness_images,
         consistency_concepts=consistency_concepts,
         consistency_images=consistency_images,
+        consistency_multiplier=consistency_multiplier,
         fid=use_fid,
         inception_weights=inception_weights,
         lpips=lpips_model,

@@ -6,8 +6,10 @@ seeded random subset. Results go to ``metrics.json`` and a Markdown table ``metr
 
 Every number comes with its null, what a model that knows nothing would score: accuracy beside the
 majority class, fidelity beside the agreement of independent predictions with the same class
-frequencies, faithfulness beside removing as many random active concepts, alignment beside a
-permutation of the attributes, consistency beside shuffled labels. With an independently trained
+frequencies, faithfulness beside removing as many random active concepts (and as many concepts of
+matched activation), alignment beside a permutation of the attributes and beside a freshly
+initialised Ψ reading the same f, consistency beside shuffled labels and a random direction of the
+concept's strength. With an independently trained
 classifier f' (``EvalOptions.independent``), the reconstructions are also scored by f': f is
 trained against (γ·CE(f(x̃), f(x))), so it may accept reconstructions that do not look right; f'
 was not.
@@ -40,6 +42,7 @@ from viscoin.evaluate.recon_attributes import (
     can_draw_counterfactuals,
     summarise_recon_attributes,
 )
+from viscoin.models.head import ConceptHead
 from viscoin.models.viscoin import Viscoin
 from viscoin.utils.io import atomic_write_text
 
@@ -64,8 +67,12 @@ class EvalOptions:
     consistency_shuffles: int = 5
     # random directions of each concept's strength the consistency probe is compared with
     consistency_directions: int = 3
-    consistency_multiplier: float = 4.0  # x⁺ sets φ_k to this × its peak map
+    # x⁺ sets φ_k to this × its strongest map: 1 stays in the generator's range (the paper: 4)
+    consistency_multiplier: float = 1.0
     alignment_permutations: int = 200
+    # alignment also for a freshly initialised Ψ on the same f (attribute_alignment's
+    # untrained_auc): a random reading of f's features already carries what f encodes
+    untrained_reference: bool = True
     seed: int = 0
     progress: bool = False
 
@@ -98,6 +105,9 @@ def evaluate_model(
     image_sum = None  # of the images whose reconstructions are read: the mean-image null
     predictions: dict[str, list[torch.Tensor]] = {}
     independent = opt.independent.eval().to(device) if opt.independent is not None else None
+    # Ψ as initialised, reading the same f: what alignment owes to f's features, not to training
+    fresh = _fresh_extractor(model, opt.seed).to(device) if opt.untrained_reference else None
+    fresh_activations = []
     from tqdm import tqdm
 
     for images, labels in tqdm(
@@ -114,6 +124,10 @@ def evaluate_model(
             stats["inc_real"].update(inception(real_u8))
             stats["inc_fake"].update(inception(fake_u8))
         activations.append(out.activations.float().cpu())
+        if fresh is not None and getattr(base, "attribute_names", None):
+            _, stage_maps = model.classifier.forward_features(images)
+            fresh_maps, _ = fresh(stage_maps)
+            fresh_activations.append(ConceptHead.activations(fresh_maps).float().cpu())
         relevant.append((model.relevance(out) > opt.relevance_threshold).sum(1).float().cpu())
         _collect(predictions, labels, out, model.classifier, recon, images, independent)
         todo = min(images.shape[0], opt.recon_attribute_images - count)
@@ -179,7 +193,26 @@ def evaluate_model(
             permutations=opt.alignment_permutations,
             seed=opt.seed,
         )
+        if fresh_activations:
+            untrained = attribute_alignment(
+                torch.cat(fresh_activations).numpy(), attributes, base.attribute_names,
+                permutations=0,
+            )  # fmt: skip
+            for name, entry in metrics["attribute_alignment"].items():
+                if name in untrained:
+                    entry["untrained_auc"] = untrained[name]["auc"]
+                    entry["untrained_best_auc"] = untrained[name]["best_auc"]
     return metrics
+
+
+def _fresh_extractor(model: Viscoin, seed: int) -> torch.nn.Module:
+    """A Ψ of the model's architecture with freshly initialised weights (seeded, global RNG
+    untouched), in eval mode."""
+    config = model.core.extractor.config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = type(model.core.extractor)(**config)
+    return fresh.eval().requires_grad_(False)
 
 
 def _collect(
