@@ -23,9 +23,9 @@ SKIPPED_OPTIONS = {"--help", "--install-completion", "--show-completion"}
 
 def _escape(text: str) -> str:
     """Plain help text → Markdown that shows it as written (table-safe)."""
-    for char in ("\\", "*", "_", "`", "<", ">", "|", "["):
+    for char in ("\\", "*", "_", "`", "|", "["):
         text = text.replace(char, "\\" + char)
-    return text.replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 # -- CLI ------------------------------------------------------------------------------------------
