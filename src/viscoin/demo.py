@@ -36,11 +36,11 @@ DEMO: list[str] = [
     "viscoin.channels=64",
     # LPIPS's ImageNet VGG cannot be assumed offline; its place is taken by the perceptual distance
     # on f's own stage maps, weight 1: without it the reconstructions lose the crest and often the
-    # colour (README).
+    # colour (docs/explanation/demo-settings.md).
     "viscoin.lpips=none",
     "viscoin.feature_weight=1.0",
     # Where the demo departs from the paper, so that Ω learns to reconstruct within a CPU budget
-    # (README, "The one-command demo", has the measurements): Ω has two layers learning at 3× the
+    # (docs/explanation/demo-settings.md has the measurements): Ω has two layers learning at 3× the
     # base rate; it reads the support Φ' standardised per feature; the classifier term on
     # reconstructions is off for the first half and 0.03 (paper: 0.1) afterwards; the pull of W⁺
     # towards w̄ is weighted 0.1; the sparsity weight δ is 0.005 (paper: 0.2), which leaves a few
