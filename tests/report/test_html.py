@@ -6,9 +6,11 @@ import base64
 import io
 import re
 
+import numpy as np
 from PIL import Image
 
 from tests.report.conftest import ATLAS_CLASSES
+from viscoin.interpret.analytics import ConceptAnalytics
 from viscoin.report.headline import format_number
 from viscoin.report.html import ATLAS_MULTIPLIERS, _start_frame, filter_classes, flatten_numbers
 
@@ -82,16 +84,25 @@ def test_data_is_escaped(atlas):
         assert "<" not in attribute and ">" not in attribute and "&" not in attribute
 
 
-def test_filter_classes(atlas):
-    analytics = atlas.analytics
-    for k in analytics.ordered_concepts(3):
-        listed = filter_classes(analytics, k)
-        top = [analytics.classes[c] for c, _ in analytics.top_classes(k, 5)]
-        assert listed[: len(top)] == top and len(set(listed)) == len(listed)
-        for name in listed[len(top) :]:  # listed because k is among the class's best concepts
-            c = analytics.classes.index(name)
-            row = analytics.class_concept[c, analytics.alive]
-            assert analytics.class_concept[c, k] >= sorted(row)[-3] > 0
+def test_filter_classes():
+    """A card is listed under its five best supported classes, and under every class for which it
+    is one of the three best supporting alive concepts (7 classes, so the two rules differ)."""
+    relevance = np.array(
+        [[0.9, 0.1, 0.1, 0.1, 0], [0.8, 0.1, 0.1, 0.1, 0], [0.7, 0.1, 0.1, 0.1, 0],
+         [0.6, 0.1, 0.1, 0.1, 0], [0.5, 0.1, 0.1, 0.1, 0], [0.4, 0.1, 0.1, 0.1, 0],
+         [0.05, 0.3, 0.3, 0.3, 0]], dtype=np.float32,
+    )  # fmt: skip
+    activations = np.ones_like(relevance)
+    activations[:, 4] = 0  # concept 4 is dead
+    classes = [f"c{c}" for c in range(7)]
+    analytics = ConceptAnalytics(
+        activations, relevance, np.arange(7), np.arange(7), np.arange(7), np.arange(7), classes
+    )
+    # concept 0: its five best classes c0..c4, then c5 (where it is the best concept), not c6
+    # (where it is the fourth)
+    assert filter_classes(analytics, 0) == ["c0", "c1", "c2", "c3", "c4", "c5"]
+    assert filter_classes(analytics, 1) == ["c6", "c0", "c1", "c2", "c3", "c4", "c5"]
+    assert filter_classes(analytics, 4) == []
 
 
 def test_numbers_read_as_numbers(atlas):
