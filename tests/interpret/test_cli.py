@@ -6,6 +6,7 @@ commands run on a run directory whose model and data loaders are replaced by the
 """
 
 import json
+import re
 
 import pytest
 import torch
@@ -64,6 +65,7 @@ def test_input_errors_before_loading(tmp_path, capsys):
     assert "--mode must be" in _error(capsys, "amplify", str(run), "--mode", "all")
     assert "not a list of integers" in _error(capsys, "heatmaps", str(run), "--images", "0;1")
     assert "metrics.jsonl not found" in _error(capsys, "logs", str(run))
+    assert "--multipliers" in _error(capsys, "report", str(run), "--multipliers", "0,x")
 
 
 def test_parse_lists():
@@ -124,6 +126,10 @@ def test_commands_on_a_run(standin_run, capsys):
     assert "2 concept cards" in capsys.readouterr().out
     page = (standin_run / "report.html").read_text()
     assert page.count('class="concept-card"') == 2 and "faithfulness.0.1" in page
+    assert page.count('class="lambda-slider" min="0" max="6"') == 2  # the default seven steps
+    _ok("report", run, "--max-concepts", "1", "--multipliers", "0,1,3", "--quiet")
+    page = (standin_run / "report.html").read_text()
+    assert re.findall(r'data-lambda="([^"]+)"', page) == ["0", "1", "3"]
 
 
 def test_bad_indices_on_a_run(standin_run, capsys):

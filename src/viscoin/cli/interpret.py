@@ -294,6 +294,14 @@ def report_cmd(
     images: Annotated[
         int, typer.Option("--images", help="Top-activating images shown per concept.")
     ] = 6,
+    multipliers: Annotated[
+        str | None,
+        typer.Option(
+            "--multipliers",
+            help="λ steps of each concept's slider, e.g. 0,1,2,4 (1 = reconstruction, 0 = "
+            "removed; default 0,0.5,1,1.5,2,3,4).",
+        ),
+    ] = None,
     split: SplitOpt = "test",
     force: Annotated[bool, typer.Option("--force", help="Recompute the analytics.")] = False,
     batch_size: BatchOpt = None,
@@ -312,10 +320,13 @@ def report_cmd(
 
     Example: viscoin report runs/shapes-viscoin --max-concepts 24
     """
-    from viscoin.report.html import write_run_report
+    from viscoin.report.html import ATLAS_MULTIPLIERS, write_run_report
 
     if max_concepts < 1 or images < 1:
         raise UserError("--max-concepts and --images must be at least 1.")
+    lambdas = (
+        ATLAS_MULTIPLIERS if multipliers is None else parse_float_list(multipliers, "--multipliers")
+    )
     target, model, data = _prepare(run, dataset, data_root, out, device, split)
     path, analytics = write_run_report(
         target,
@@ -328,6 +339,7 @@ def report_cmd(
         batch_size=batch_size,
         max_images=max_images,
         progress=not quiet,
+        multipliers=lambdas,
     )
     shown = min(max_concepts, len(analytics.alive))
     typer.echo(f"wrote {path} ({shown} concept cards, {path.stat().st_size / 2**20:.1f} MiB)")

@@ -1,15 +1,22 @@
 """The concept atlas (``viscoin report RUN``): one self-contained HTML page per run.
 
-Everything is inline — images as base64 PNG data URIs, CSS in a ``<style>`` block, no script and
-no external resource — so the file can be mailed, archived or opened offline. The page holds an
-overview (model, data, metrics), the analytics figures and training curves, then one card per alive
-concept (``<article class="concept-card" id="concept-<k>">``), most important first.
+The page opens on the concepts: a grid of cards (``<article class="concept-card"
+id="concept-<k>">``, most important first), each with a λ slider over precomputed amplifications
+of its most activating image, its top images, Grad-CAM heatmaps and the classes it matters for; a
+class filter above the grid; beside it the headline metrics, each with its null
+(:mod:`viscoin.report.headline`), and the model and data; below, collapsed, every number of
+``metrics.json``, the analytics figures and the training curves.
+
+The HTML comes from the Jinja2 templates in ``report/templates/`` (autoescaped). Everything is
+inline — images as base64 PNG data URIs, CSS in a ``<style>`` block, one inline script for the
+slider, filter and lightbox, no external resource — so the file can be mailed, archived or opened
+offline.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import math
 import time
 import warnings
@@ -18,18 +25,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import numpy as np
 import torch
 
-from viscoin.interpret.amplify import DEFAULT_MULTIPLIERS, concept_strips
+from viscoin.interpret.amplify import concept_strips
 from viscoin.interpret.analytics import ConceptAnalytics
 from viscoin.interpret.heatmaps import concept_heatmaps, overlay_heatmap
 from viscoin.models.viscoin import Viscoin
+from viscoin.report.headline import NullRow, format_number, headline_rows
 from viscoin.report.logs import GROUPS, grouped_curves, last_record, metric_curves
 from viscoin.report.plots import analytics_figures, training_curves_figure
 from viscoin.utils.figures import figure_png, image_array, png_bytes, short_label
 from viscoin.utils.io import atomic_write_text
 
 MAX_METRIC_ROWS = 200
+# The slider's steps: removal (0), the reconstruction (1) and amplifications; large λ drives Ω far
+# from its training inputs under the isolated intervention (docs/metrics.md), so read them with care.
+ATLAS_MULTIPLIERS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+# A concept is listed for a class when the class is among its FILTER_TOP_CLASSES best supported
+# ones, or it is among the class's FILTER_TOP_CONCEPTS best supporting concepts.
+FILTER_TOP_CLASSES = 5
+FILTER_TOP_CONCEPTS = 3
 FIGURE_CAPTIONS = {
     "concept-activation": "Mean activation a_k of each concept over the images; dead concepts "
     "(never active) are marked in red.",
@@ -45,41 +62,73 @@ FIGURE_CAPTIONS = {
 
 @dataclass
 class Tile:
-    """One image of the page with its caption (lines)."""
+    """One image of the page: PNG bytes, caption lines and the alt text."""
 
     png: bytes
     caption: list[str] = field(default_factory=list)
+    alt: str = ""
 
 
 @dataclass
 class ConceptCard:
-    """What one concept's card shows."""
+    """What one concept's card shows.
+
+    ``frames[m]``: the most activating image regenerated with φ_k × ``multipliers[m]``; ``start``:
+    the frame the slider starts on (the reconstruction, λ = 1, when present); ``filter_classes``:
+    the class names the class filter matches this card by.
+    """
 
     concept: int
     rank: int
     stats: list[tuple[str, str]]
     top_images: list[Tile]
-    strip: list[Tile]
+    input: Tile
+    frames: list[Tile]
+    multipliers: list[float]
+    start: int
     heatmaps: list[Tile]
     classes: list[tuple[str, float, float]]  # (name, r_{k,c}, share of the concept's importance)
+    filter_classes: list[str]
+
+
+@dataclass
+class MetricTable:
+    """One table of the collapsed "All metrics" section: (key, number) rows, at most
+    :data:`MAX_METRIC_ROWS` of them, and how many were left out."""
+
+    name: str
+    rows: list[tuple[str, float]]
+    more: int = 0
 
 
 def _class_name(classes: Sequence[str], index: int) -> str:
     return classes[index] if 0 <= index < len(classes) else f"class {index}"
 
 
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4g}"
-
-
 @torch.no_grad()
 def _dataset_images(dataset: Any, indices: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
     items = [dataset[i] for i in indices]
     return torch.stack([item[0] for item in items]), [int(item[1]) for item in items]
+
+
+def filter_classes(analytics: ConceptAnalytics, concept: int) -> list[str]:
+    """The classes concept k is listed under by the atlas's class filter: its
+    :data:`FILTER_TOP_CLASSES` best supported classes (r_{k,c} > 0), then every class for which k
+    is among the :data:`FILTER_TOP_CONCEPTS` alive concepts of highest r_{k,c} > 0."""
+    classes = analytics.classes
+    listed = [c for c, _ in analytics.top_classes(concept, FILTER_TOP_CLASSES)]
+    alive = analytics.alive
+    for c, row in enumerate(np.asarray(analytics.class_concept)):
+        values = row[alive]
+        best = alive[np.argsort(-values, kind="stable")[:FILTER_TOP_CONCEPTS]]
+        if c not in listed and concept in best and row[concept] > 0:
+            listed.append(c)
+    return [_class_name(classes, c) for c in listed]
+
+
+def _start_frame(multipliers: Sequence[float]) -> int:
+    """The reconstruction (λ = 1) if the slider has it, else the λ nearest to it."""
+    return min(range(len(multipliers)), key=lambda m: abs(multipliers[m] - 1.0))
 
 
 def concept_card(
@@ -89,10 +138,10 @@ def concept_card(
     concept: int,
     rank: int,
     n_images: int = 6,
-    multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
+    multipliers: Sequence[float] = ATLAS_MULTIPLIERS,
 ) -> ConceptCard:
-    """Top-activating images, an amplification strip on the most activating one, heatmaps on the
-    top images and the classes the concept matters for."""
+    """Top-activating images, the amplifications of the most activating one for every λ, heatmaps
+    on the top images and the classes the concept matters for."""
     classes = analytics.classes
     top = analytics.top_images(concept, n_images)
     images, labels = _dataset_images(dataset, [i for i, _ in top])
@@ -100,36 +149,39 @@ def concept_card(
         Tile(
             png_bytes(image_array(image)),
             [f"#{index}  a = {activation:.3g}", short_label(_class_name(classes, label), 22)],
+            f"image {index}, a top image of concept {concept}",
         )
         for image, (index, activation), label in zip(images, top, labels, strict=True)
     ]
     heat = concept_heatmaps(model, images, [concept])[:, 0]
     heat_tiles = [
-        Tile(png_bytes(overlay_heatmap(image, h)), [f"#{index}"])
+        Tile(png_bytes(overlay_heatmap(image, h)), [f"#{index}"], f"heatmap of concept {concept}")
         for image, h, (index, _) in zip(images, heat, top, strict=True)
     ]
-    strip = concept_strips(model, images[:1], [[concept]], multipliers, indices=[top[0][0]])[0]
+    first = top[0][0]
+    strip = concept_strips(model, images[:1], [[concept]], multipliers, indices=[first])[0]
     p = strip.predictions
-    strip_tiles = [Tile(png_bytes(image_array(strip.image)), [f"input #{top[0][0]}"])]
+    frames = []
     for m, lam in enumerate(strip.multipliers):
         note = {0.0: " (removed)", 1.0: " (reconstruction)"}.get(lam, "")
-        strip_tiles.append(
+        frames.append(
             Tile(
                 png_bytes(image_array(strip.generated[0, m])),
                 [
                     f"λ = {lam:g}{note}",
-                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])), 12)} "
+                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])), 22)} "
                     f"{float(p.f_prob[0, m]):.2f}",
-                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])), 12)} "
+                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])), 22)} "
                     f"{float(p.g_prob[0, m]):.2f}",
                 ],
+                f"image {first} with concept {concept} × {lam:g}",
             )
         )
     share = analytics.concept_class[concept]
     entropy = analytics.class_entropy[concept]
     stats = [
-        ("importance", _fmt(float(analytics.importance[concept]))),
-        ("mean activation", _fmt(float(analytics.mean_activation[concept]))),
+        ("importance", format_number(float(analytics.importance[concept]))),
+        ("mean activation", format_number(float(analytics.mean_activation[concept]))),
         (
             "class entropy",
             "–" if math.isnan(entropy) else f"{entropy:.2f} / {analytics.max_entropy:.2f} nats",
@@ -140,12 +192,20 @@ def concept_card(
         rank=rank,
         stats=stats,
         top_images=tiles,
-        strip=strip_tiles,
+        input=Tile(
+            png_bytes(image_array(strip.image)),
+            [f"input #{first}", short_label(_class_name(classes, labels[0]), 22)],
+            f"image {first}, the input of the amplifications",
+        ),
+        frames=frames,
+        multipliers=list(strip.multipliers),
+        start=_start_frame(strip.multipliers),
         heatmaps=heat_tiles,
         classes=[
             (_class_name(classes, c), value, float(share[c]))
             for c, value in analytics.top_classes(concept, 5)
         ],
+        filter_classes=filter_classes(analytics, concept),
     )
 
 
@@ -165,192 +225,75 @@ def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
 
 # -- HTML -------------------------------------------------------------------------------------
 
-CSS = """
-:root { --ink: #1d2330; --muted: #5b6475; --line: #dde2ea; --card: #ffffff; --bg: #f4f6f9;
-        --accent: #2c6fbb; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--ink);
-       font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-header { background: var(--ink); color: #fff; padding: 28px 40px 22px; }
-header h1 { margin: 0 0 4px; font-size: 26px; font-weight: 600; }
-header p { margin: 0; color: #c5cbd6; }
-main { max-width: 1280px; margin: 0 auto; padding: 8px 40px 48px; }
-h2 { font-size: 20px; margin: 36px 0 12px; padding-bottom: 6px; border-bottom: 2px solid var(--line); }
-h3 { font-size: 17px; margin: 0; }
-h4 { font-size: 14px; font-weight: 600; color: var(--muted); margin: 16px 0 6px; }
-.columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 20px; }
-.panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 18px;
-         min-width: 0; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; }
-th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { color: var(--muted); font-weight: 500; width: 45%; overflow-wrap: anywhere; }
-td.num { font-variant-numeric: tabular-nums; text-align: right; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 18px; }
-.figures figure { margin: 0; background: var(--card); border: 1px solid var(--line);
-                  border-radius: 8px; padding: 10px; }
-.figures img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
-figcaption { font-size: 13px; color: var(--muted); margin-top: 6px; }
-nav.toc { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 16px; }
-nav.toc a { text-decoration: none; color: var(--accent); border: 1px solid var(--line);
-            background: var(--card); border-radius: 14px; padding: 2px 10px; font-size: 13px; }
-.concept-card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
-                padding: 18px 22px; margin: 0 0 22px; box-shadow: 0 1px 3px rgba(20, 30, 50, .06); }
-.card-head { display: flex; align-items: baseline; gap: 14px; flex-wrap: wrap; }
-.rank { color: var(--muted); font-size: 14px; }
-.stats { display: flex; gap: 8px; flex-wrap: wrap; margin-left: auto; }
-.stat { background: var(--bg); border-radius: 12px; padding: 2px 10px; font-size: 13px; }
-.stat b { font-weight: 600; }
-.card-body { display: grid; grid-template-columns: minmax(0, 3fr) minmax(220px, 1fr); gap: 8px 28px; }
-.tiles { display: flex; flex-wrap: wrap; gap: 10px; }
-.tile { margin: 0; width: 112px; }
-.tile img { width: 112px; height: 112px; display: block; border-radius: 4px; background: #000; }
-.tile figcaption { font-size: 11px; line-height: 1.3; margin-top: 3px; color: var(--muted);
-                   overflow-wrap: anywhere; }
-.pixelated img { image-rendering: pixelated; }
-.classes td.bar { width: 40%; }
-.classes th { width: auto; }
-.bar span { display: block; height: 10px; background: var(--accent); border-radius: 5px; }
-.empty { color: var(--muted); font-style: italic; }
-footer { text-align: center; color: var(--muted); font-size: 13px; padding: 20px; }
-@media (max-width: 800px) { .card-body { grid-template-columns: 1fr; } main { padding: 8px 16px; } }
-"""
-
 
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _figure_img(png: bytes, alt: str) -> str:
-    """An <img> of a 150-dpi figure shown at its designed size (1.5 image pixels per CSS pixel)."""
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates of ``report/templates/``, autoescaped whatever their extension."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("viscoin.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["data_uri"] = _data_uri
+    env.filters["num"] = format_number
+    env.filters["lam"] = lambda value: f"{value:g}"
+    return env
+
+
+def _figure(name: str, png: bytes, caption: str) -> dict[str, Any]:
+    """A 150-dpi figure shown at its designed size (1.5 image pixels per CSS pixel)."""
     width = int.from_bytes(png[16:20], "big")  # the PNG IHDR chunk starts with the width
-    return f'<img src="{_data_uri(png)}" alt="{html.escape(alt)}" width="{round(width / 1.5)}">'
+    return {"name": name, "uri": _data_uri(png), "caption": caption, "width": round(width / 1.5)}
 
 
-def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
-    body = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
-    )
-    return f"<table>{body}</table>"
-
-
-def _metrics_table(values: Mapping[str, float]) -> str:
-    if not values:
-        return '<p class="empty">none</p>'
+def metric_table(name: str, values: Mapping[str, float]) -> MetricTable:
+    """A :class:`MetricTable` of the first :data:`MAX_METRIC_ROWS` numbers of ``values``."""
     items = list(values.items())
-    rows = "".join(
-        f'<tr><th>{html.escape(k)}</th><td class="num">{html.escape(_fmt(v))}</td></tr>'
-        for k, v in items[:MAX_METRIC_ROWS]
-    )
-    more = len(items) - MAX_METRIC_ROWS
-    extra = f'<p class="empty">… and {more} more</p>' if more > 0 else ""
-    return f"<table>{rows}</table>{extra}"
-
-
-def _tiles(tiles: Sequence[Tile], alt: str) -> str:
-    parts = []
-    for tile in tiles:
-        caption = "<br>".join(html.escape(line) for line in tile.caption)
-        parts.append(
-            f'<figure class="tile"><img src="{_data_uri(tile.png)}" alt="{html.escape(alt)}">'
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
-    return '<div class="tiles">' + "".join(parts) + "</div>"
-
-
-def _card_html(card: ConceptCard) -> str:
-    k = card.concept
-    stats = "".join(
-        f'<span class="stat">{html.escape(name)} <b>{html.escape(value)}</b></span>'
-        for name, value in card.stats
-    )
-    if card.classes:
-        rows = "".join(
-            f"<tr><td>{html.escape(name)}</td>"
-            f'<td class="num">{value:.3f}</td>'
-            f'<td class="bar"><span style="width:{100 * share:.0f}%"></span></td></tr>'
-            for name, value, share in card.classes
-        )
-        classes = (
-            '<table class="classes"><tr><th>class</th><th>r<sub>k,c</sub></th>'
-            f"<th>share</th></tr>{rows}</table>"
-        )
-    else:
-        classes = '<p class="empty">supports no class on this split</p>'
-    return f"""
-<article class="concept-card" id="concept-{k}">
-  <div class="card-head"><h3>Concept {k}</h3><span class="rank">#{card.rank} by importance</span>
-    <div class="stats">{stats}</div></div>
-  <div class="card-body">
-    <div>
-      <h4>Most activating images</h4>{_tiles(card.top_images, f"top image of concept {k}")}
-      <h4>Amplification (φ<sub>{k}</sub> × λ, Φ′ fixed)</h4>{_tiles(card.strip, f"concept {k} amplified")}
-      <h4>Where it lives (Grad-CAM of a<sub>{k}</sub>; red = strongest)</h4>{_tiles(card.heatmaps, f"heatmap of concept {k}")}
-    </div>
-    <div><h4>Classes it matters for</h4>{classes}</div>
-  </div>
-</article>"""
+    return MetricTable(name, items[:MAX_METRIC_ROWS], max(0, len(items) - MAX_METRIC_ROWS))
 
 
 def render_report(
     title: str,
     subtitle: str,
     overview: Sequence[tuple[str, str]],
-    metric_tables: Mapping[str, Mapping[str, float]],
+    headline: Sequence[NullRow],
+    headline_source: str,
+    metric_tables: Sequence[MetricTable],
     figures: Sequence[tuple[str, bytes, str]],
     curves: Sequence[tuple[str, bytes]],
     cards: Sequence[ConceptCard],
+    classes: Sequence[str],
     pixelated: bool = False,
 ) -> str:
-    """The page as a string. ``figures``: (name, png, caption); ``curves``: (title, png)."""
+    """The page as a string. ``figures``: (name, png, caption); ``curves``: (title, png);
+    ``classes``: every class name (the filter's suggestions)."""
     from viscoin import __version__
 
-    metric_panels = "".join(
-        f'<div class="panel"><h4>{html.escape(name)}</h4>{_metrics_table(values)}</div>'
-        for name, values in metric_tables.items()
+    return (
+        _environment()
+        .get_template("atlas.html.j2")
+        .render(
+            title=title,
+            subtitle=subtitle,
+            overview=list(overview),
+            headline=list(headline),
+            headline_source=headline_source,
+            metric_tables=list(metric_tables),
+            figures=[_figure(*figure) for figure in figures],
+            curves=[_figure(name, png, name) for name, png in curves],
+            cards=list(cards),
+            classes=list(classes),
+            pixelated=pixelated,
+            version=__version__,
+            generated=time.strftime("%Y-%m-%d %H:%M"),
+        )
     )
-    figure_html = "".join(
-        f"<figure>{_figure_img(png, name)}<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for name, png, caption in figures
-    )
-    curve_html = "".join(
-        f"<figure>{_figure_img(png, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
-        for name, png in curves
-    )
-    toc = "".join(f'<a href="#concept-{c.concept}">{c.concept}</a>' for c in cards)
-    cards_html = "".join(_card_html(card) for card in cards) or (
-        '<p class="empty">no alive concept to show</p>'
-    )
-    training = (
-        f'<section id="training"><h2>Training curves</h2><div class="figures">{curve_html}</div></section>'
-        if curves
-        else ""
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>
-<main class="{"pixelated" if pixelated else ""}">
-<section id="overview"><h2>Overview</h2>
-<div class="columns"><div class="panel"><h4>Model and data</h4>{_kv_table(overview)}</div>{metric_panels}</div>
-</section>
-<section id="analytics"><h2>Concept analytics</h2><div class="figures">{figure_html}</div></section>
-{training}
-<section id="concepts"><h2>Concepts</h2>
-<p>Alive concepts, most important first (importance: mean over images of max(r<sub>k</sub>(x), 0)).</p>
-<nav class="toc">{toc}</nav>
-{cards_html}
-</section>
-</main>
-<footer>Generated by viscoin {html.escape(__version__)} on {time.strftime("%Y-%m-%d %H:%M")}</footer>
-</body>
-</html>
-"""
 
 
 def model_overview(model: Viscoin, analytics: ConceptAnalytics) -> list[tuple[str, str]]:
@@ -378,6 +321,43 @@ def model_overview(model: Viscoin, analytics: ConceptAnalytics) -> list[tuple[st
     ]
 
 
+def metric_tables(
+    metrics: Mapping[str, Any] | None, records: Sequence[Mapping[str, Any]] | None
+) -> list[MetricTable]:
+    """The "All metrics" tables: the numbers of ``metrics.json`` (one table for the top-level ones,
+    one per section; per-concept and per-value details stay in the file), the reconstructions'
+    class-defining attributes per class (one compact table) and the last test log record."""
+    tables = []
+    if isinstance(metrics, Mapping) and metrics:
+        sections: dict[str, dict[str, float]] = {}
+        for key, value in flatten_numbers(metrics).items():
+            if ".per_concept." in key or ".values." in key or ".per_class." in key:
+                continue
+            section = key.split(".", 1)[0] if "." in key else ""
+            sections.setdefault(section, {})[key] = value
+        tables.append(metric_table("evaluation (metrics.json)", sections.pop("", {})))
+        tables.extend(metric_table(name, values) for name, values in sections.items())
+        shown = metrics.get("recon_attributes")
+        per_class = shown.get("per_class") if isinstance(shown, Mapping) else None
+        if (
+            isinstance(per_class, Mapping)
+            and per_class
+            and all(
+                isinstance(v, Mapping) and "all_class_defining" in v for v in per_class.values()
+            )
+        ):
+            tables.append(
+                metric_table(
+                    "reconstructions showing every class-defining attribute, per class",
+                    {name: values["all_class_defining"] for name, values in per_class.items()},
+                )
+            )
+    last = last_record(records, "test") if records else None
+    if last:
+        tables.append(metric_table(f"last test log (step {last.pop('step', '?')})", last))
+    return tables
+
+
 def build_report(
     model: Viscoin,
     dataset: Any,
@@ -389,7 +369,7 @@ def build_report(
     records: Sequence[Mapping[str, Any]] | None = None,
     max_concepts: int = 16,
     n_images: int = 6,
-    multipliers: Sequence[float] = DEFAULT_MULTIPLIERS,
+    multipliers: Sequence[float] = ATLAS_MULTIPLIERS,
     progress: bool = False,
 ) -> Path:
     """Write the atlas to ``out_path``.
@@ -397,7 +377,7 @@ def build_report(
     ``dataset[i]`` must give ``(image (3, R, R) in [−1, 1], label)`` for the indices the analytics
     saw; ``info``: extra overview rows (run, model file, data); ``metrics``: the contents of
     ``metrics.json`` (any nested dict of numbers); ``records``: the run's metrics.jsonl records
-    (training curves and the last test metrics).
+    (training curves and the last test metrics); ``multipliers``: the λ steps of each card's slider.
     """
     from tqdm import tqdm
 
@@ -410,37 +390,26 @@ def build_report(
         (name, figure_png(fig), FIGURE_CAPTIONS.get(name, ""))
         for name, fig in analytics_figures(analytics).items()
     ]
-    tables: dict[str, dict[str, float]] = {}
-    if metrics:
-        tables["evaluation (metrics.json)"] = {
-            # the headline numbers; per-concept and per-value details stay in metrics.json
-            k: v
-            for k, v in flatten_numbers(metrics).items()
-            if ".per_concept." not in k and ".values." not in k and ".per_class." not in k
-        }
-        per_class = metrics.get("recon_attributes", {}).get("per_class", {})
-        if per_class and all("all_class_defining" in v for v in per_class.values()):
-            tables["reconstructions showing every class-defining attribute, per class"] = {
-                name: values["all_class_defining"] for name, values in per_class.items()
-            }
+    tables = metric_tables(metrics, records)
     curves: list[tuple[str, bytes]] = []
     if records:
-        last = last_record(records, "test")
-        if last:
-            tables[f"last test log (step {last.pop('step', '?')})"] = last
         for group, members in grouped_curves(metric_curves(records)).items():
             fig = training_curves_figure(members, GROUPS[group], smooth=group == "losses")
             curves.append((GROUPS[group], figure_png(fig)))
+    headline, source = headline_rows(metrics, analytics)
     resolution = int(getattr(model.generator, "img_resolution", 256))
     page = render_report(
         title=title,
         subtitle=" · ".join(v for _, v in info[:2]) if info else "",
         overview=[*info, *model_overview(model, analytics)],
+        headline=headline,
+        headline_source=source,
         metric_tables=tables,
         figures=figures,
         curves=curves,
         cards=cards,
-        pixelated=resolution < 112,
+        classes=list(analytics.classes),
+        pixelated=resolution < 256,  # the slider shows images at 256 CSS pixels
     )
     out_path = Path(out_path)
     atomic_write_text(out_path, page)
@@ -458,6 +427,7 @@ def write_run_report(
     batch_size: int | None = None,
     max_images: int | None = None,
     progress: bool = False,
+    multipliers: Sequence[float] = ATLAS_MULTIPLIERS,
 ) -> tuple[Path, ConceptAnalytics]:
     """The concept atlas of a resolved run or bundle (:class:`viscoin.interpret.target.Target`):
     analytics (cached), the run's ``metrics.json`` and training log, written to
@@ -500,6 +470,7 @@ def write_run_report(
         records=records,
         max_concepts=max_concepts,
         n_images=images,
+        multipliers=multipliers,
         progress=progress,
     )
     return path, analytics
