@@ -67,6 +67,27 @@ def test_each_metric_beside_its_null():
     assert "Ω does not read: 0.5000" in rows["consistency (probe accuracy)"].note
 
 
+def test_the_stricter_nulls_when_the_run_has_them():
+    metrics = {
+        **METRICS,
+        "faithfulness": {**METRICS["faithfulness"], "mean_matched_f@0.1": 0.3291},
+        "consistency": {**METRICS["consistency"], "direction_mean": 0.7012},
+        "attribute_alignment": {
+            name: {**a, "untrained_auc": 0.81 if a["class_defining"] else 0.53}
+            for name, a in METRICS["attribute_alignment"].items()
+        },
+    }
+    rows = {row.metric: row for row in metrics_rows(metrics)}
+    consistency = rows["consistency (probe accuracy)"]
+    assert (consistency.value, consistency.null) == (0.9437, 0.7012)
+    assert "random weights" in consistency.null_is
+    assert "shuffled pair labels: 0.5323" in consistency.note
+    assert "matched activation: 0.3291" in rows["faithfulness, τ = 0.1"].note
+    assert rows["alignment AUC, 2 class-defining attributes"].note.endswith(
+        "a freshly initialised Ψ on the same f: 0.8100"
+    )
+
+
 def test_missing_parts_are_left_out():
     rows = metrics_rows({"acc_g": 0.5, "faithfulness": {"0.1": 0.2}, "consistency": [1, 2]})
     assert [(r.metric, r.value, r.null) for r in rows] == [("accuracy of g", 0.5, None)]

@@ -105,6 +105,11 @@ def _faithfulness_rows(ff: Mapping[str, Any]) -> list[NullRow]:
                 f"paired Δ {format_number(paired['diff_mean'])}, 95% CI "
                 f"{format_number(paired['diff_ci_low'])} to {format_number(paired['diff_ci_high'])}"
             )
+        matched = _number(ff, f"mean_matched_f@{tau}")
+        if matched is not None:
+            note += ("; " if note else "") + (
+                f"removing concepts of matched activation: {format_number(matched)}"
+            )
         independent = _number(ff, f"mean_ff_fi@{tau}")
         if independent is not None:
             null = format_number(_number(ff, f"mean_null_fi@{tau}"))
@@ -122,11 +127,21 @@ def _consistency_rows(cons: Mapping[str, Any]) -> list[NullRow]:
     if value is None or not cons.get("consistency_concepts"):
         return []
     notes = [f"{int(cons['consistency_concepts'])} concepts"]
+    direction = _number(cons, "direction_mean")
+    shuffled = _number(cons, "null_mean")
+    if direction is not None and shuffled is not None:
+        notes.append(f"shuffled pair labels: {format_number(shuffled)}")
     unread = _number(cons, "unread_mean")
     if unread is not None:
         notes.append(f"a concept Ω does not read: {format_number(unread)}")
+    if direction is not None:  # the null that a concept's mere visible effect does not beat
+        return [
+            NullRow("consistency (probe accuracy)", value, direction,
+                    "Ω reading the concept through random weights of the same size",
+                    "consistency.consistency_mean · direction_mean", "; ".join(notes))
+        ]  # fmt: skip
     return [
-        NullRow("consistency (probe accuracy)", value, _number(cons, "null_mean"),
+        NullRow("consistency (probe accuracy)", value, shuffled,
                 "the same probe with the pair labels shuffled",
                 "consistency.consistency_mean · null_mean", "; ".join(notes))
     ]  # fmt: skip
@@ -157,12 +172,17 @@ def _alignment_rows(alignment: Mapping[str, Any]) -> list[NullRow]:
             1 for a in members if _number(a, "null_p99") is not None and a["auc"] > a["null_p99"]
         )
         with_null = sum(1 for a in members if _number(a, "null_p99") is not None)
+        note = f"{above} of {with_null} above their null's 99th percentile" if with_null else ""
+        untrained = [a["untrained_auc"] for a in members if _number(a, "untrained_auc") is not None]
+        if untrained:
+            note += ("; " if note else "") + (
+                f"a freshly initialised Ψ on the same f: {format_number(float(np.mean(untrained)))}"
+            )
         rows.append(
             NullRow(f"alignment AUC, {len(members)} {label}", float(np.mean([a["auc"] for a in members])),
                     float(np.mean(nulls)) if nulls else None,
                     "best-of-K AUC with the attribute permuted over images",
-                    "attribute_alignment.<attribute>.auc · null_mean",
-                    f"{above} of {with_null} above their null's 99th percentile" if with_null else "")
+                    "attribute_alignment.<attribute>.auc · null_mean", note)
         )  # fmt: skip
     return rows
 
