@@ -1,6 +1,6 @@
 """The demo's VisCoIN stage over settings × seeds, against one fixed classifier.
 
-Each run trains VisCoIN with the demo's settings (``viscoin.demo.DEMO``) plus the variant's
+Each run trains VisCoIN with the demo's settings (the ``demo`` preset) plus the variant's
 overrides, evaluates it as ``viscoin demo`` does, and the script prints, per variant, the mean and
 spread over seeds of the numbers the demo's quality criteria are about. Runs go to parallel
 processes (``--jobs``), which is how a GPU with many CPU cores sweeps many small runs at once.

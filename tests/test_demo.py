@@ -9,6 +9,8 @@ def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     proc = run_cli("demo", "--quick", "--out", str(out), "--device", "cpu", "-q", check=True)
     assert "[5/5] writing the HTML concept atlas" in proc.stdout
+    # every stage closes with its duration
+    assert [f"stage {i} took" in proc.stdout for i in range(1, 6)] == [True] * 5
     assert f"report: {out / 'viscoin' / 'report.html'}" in proc.stdout
     report = (out / "viscoin" / "report.html").read_text()
     assert report.count('class="concept-card"') >= 1
@@ -42,8 +44,9 @@ def test_demo_quick_end_to_end(tmp_path):
 
 
 def test_demo_config_layers():
-    """DEMO, then QUICK for the smoke run, then the caller's overrides; LPIPS off, its place taken
-    by the perceptual distance on f's stage maps."""
+    """The demo preset, then QUICK for the smoke run, then the caller's overrides; LPIPS off, its
+    place taken by the perceptual distance on f's stage maps."""
+    from viscoin.config import load_config
     from viscoin.demo import demo_config
 
     full = demo_config(False, "cpu", 3)
@@ -53,6 +56,8 @@ def test_demo_config_layers():
         1.0,
     )
     assert full.run.seed == 3 and full.run.device == "cpu"
+    preset = load_config("demo", ["run.device=cpu", "run.seed=3"])
+    assert full == preset and full != load_config("shapes", ["run.device=cpu", "run.seed=3"])
     quick = demo_config(True, "cpu", 0)
     assert quick.viscoin.iterations == 20 and quick.viscoin.feature_weight == 1.0
     assert demo_config(True, "cpu", 0, ["viscoin.feature_weight=0"]).viscoin.feature_weight == 0

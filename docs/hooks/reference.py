@@ -176,10 +176,13 @@ def presets_reference() -> str:
 
 
 def demo_reference() -> str:
-    """The demo's overrides of the ``shapes`` preset, then those of ``--quick``."""
-    from viscoin.demo import DEMO, QUICK
+    """The demo's preset (printed with the others above), then the overrides of ``--quick``."""
+    from viscoin.demo import PRESET, QUICK
 
-    lines = ["`viscoin demo` (`viscoin.demo.DEMO`):", "", "```text", *DEMO, "```", ""]
+    lines = [
+        f"`viscoin demo` uses the `{PRESET}` preset above (`viscoin config show --config {PRESET}`).",
+        "",
+    ]
     lines += ["`viscoin demo --quick` adds (`viscoin.demo.QUICK`):", "", "```text", *QUICK, "```"]
     return "\n".join(lines)
 

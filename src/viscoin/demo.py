@@ -4,8 +4,8 @@ Generates the data, trains a ResNet-18 classifier, trains VisCoIN against the St
 shipped with the package (trained on the same shapes), evaluates it and writes the HTML concept
 atlas. LPIPS is off (its ImageNet VGG backbone cannot be assumed offline); in its place a perceptual
 distance on the classifier's own stage maps (``viscoin.feature_weight``): the reconstruction loss is
-MSE + L1 + that distance + the classifier term. Every setting is a preset override listed in
-:data:`DEMO`.
+MSE + L1 + that distance + the classifier term. Every setting is in the ``demo`` preset
+(``viscoin config show --config demo``); ``--quick`` adds :data:`QUICK`.
 """
 
 from __future__ import annotations
@@ -22,50 +22,8 @@ import torch
 from viscoin.config import Config, load_config
 from viscoin.errors import UserError
 
-# Overrides of the `shapes` preset for the full demo (about 8 minutes on 2 CPU cores) and the smoke run.
-DEMO: list[str] = [
-    "data.resolution=64",
-    "data.num_workers=0",
-    "data.options.n_train=4000",
-    "data.options.n_test=1000",
-    "classifier.arch=resnet18",
-    "classifier.epochs=3",
-    "classifier.lr=2e-3",
-    "classifier.batch_size=64",
-    "viscoin.n_concepts=32",
-    "viscoin.channels=64",
-    # LPIPS's ImageNet VGG cannot be assumed offline; its place is taken by the perceptual distance
-    # on f's own stage maps, weight 1: without it the reconstructions lose the crest and often the
-    # colour (docs/explanation/demo-settings.md).
-    "viscoin.lpips=none",
-    "viscoin.feature_weight=1.0",
-    # Where the demo departs from the paper, so that Ω learns to reconstruct within a CPU budget
-    # (docs/explanation/demo-settings.md has the measurements): Ω has two layers learning at 3× the
-    # base rate; it reads the support Φ' standardised per feature; the classifier term on
-    # reconstructions is off for the first half and 0.03 (paper: 0.1) afterwards; the pull of W⁺
-    # towards w̄ is weighted 0.1; the sparsity weight δ is 0.005 (paper: 0.2), which leaves a few
-    # concepts per image instead of one per class (chosen over seeds: benchmarks/demo_sweep.py).
-    "viscoin.translator_lr_multiplier=3.0",
-    "viscoin.translator_layers=2",
-    "viscoin.translator_input_norm=batch",
-    "viscoin.gamma=0.03",
-    "viscoin.gamma_start=1000",
-    "viscoin.gamma_early=0",
-    "viscoin.w_reg_weight=0.1",
-    "viscoin.delta=0.005",
-    # Constant noise in training (the paper's code and the library default draw it at random):
-    # over three GPU seeds, all three class-defining attributes shown in 0.92 of reconstructions
-    # against 0.87, median FF 1.00 against 0.68 (benchmarks/results/demo-sweep/h200-noise.json).
-    "viscoin.noise_mode=const",
-    "viscoin.iterations=2000",
-    "viscoin.real_batch=8",
-    "viscoin.fake_batch=8",
-    "viscoin.lr=1e-3",
-    "viscoin.warmup=50",
-    "viscoin.eval_every=0",
-    "viscoin.checkpoint_every=500",
-    "viscoin.log_every=25",
-]
+PRESET = "demo"  # the full demo's settings: src/viscoin/configs/demo.yaml
+# Overrides of that preset for the smoke run (`viscoin demo --quick`).
 QUICK: list[str] = [
     "data.options.n_train=256",
     "data.options.n_test=128",
@@ -100,16 +58,15 @@ class DemoResult:
 
 
 def demo_config(quick: bool, device: str, seed: int, extra: list[str] | None = None) -> Config:
-    """The demo's configuration: the ``shapes`` preset, :data:`DEMO`, then :data:`QUICK` for the
-    smoke run, the device and seed, and ``extra`` overrides last."""
+    """The demo's configuration: the ``demo`` preset, then :data:`QUICK` for the smoke run, the
+    device and seed, and ``extra`` overrides last."""
     overrides = [
-        *DEMO,
         *(QUICK if quick else []),
         f"run.device={device}",
         f"run.seed={seed}",
         *(extra or []),
     ]
-    return load_config("shapes", overrides)
+    return load_config(PRESET, overrides)
 
 
 def run_demo(
@@ -139,8 +96,16 @@ def run_demo(
             f"{out} already exists and is not empty. Choose another --out or remove it."
         )
 
-    def stage(i: int, text: str) -> None:
-        echo(f"[{i}/5] {text}  ({time.time() - start:.0f}s)")
+    began = [start]  # when the current stage began
+
+    def stage(i: int, text: str | None) -> None:
+        """Close the current stage with its duration; open stage ``i`` (None: the end)."""
+        now = time.time()
+        if i > 1:
+            echo(f"      stage {i - 1} took {now - began[0]:.0f}s")
+        began[0] = now
+        if text is not None:
+            echo(f"[{i}/5] {text}  (at {now - start:.0f}s)")
 
     stage(1, "generating the shapes dataset")
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
@@ -178,6 +143,7 @@ def run_demo(
 
     stage(5, "writing the HTML concept atlas")
     report = write_demo_report(v_path, model, test_set, quick, progress)
+    stage(6, None)
     seconds = time.time() - start
     echo(f"done in {seconds:.0f}s")
     return DemoResult(out, report, metrics, seconds)

@@ -57,3 +57,21 @@ def test_user_error_through_entry_point(tmp_path):
 def test_console_script():
     proc = subprocess.run(["viscoin", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "VisCoIN" in proc.stdout
+
+
+def test_version():
+    import viscoin
+
+    proc = run_cli("--version", check=True)
+    assert proc.stdout.strip() == f"viscoin {viscoin.__version__}"
+
+
+def test_help_shows_extras_in_brackets():
+    # rich markup would read "[data]" as a style tag and print "pip install 'viscoin'"
+    proc = run_cli("data", "download", "--help", check=True)
+    assert "pip install 'viscoin[data]'" in " ".join(proc.stdout.split())
+
+
+def test_demo_preset_is_shown():
+    proc = run_cli("config", "show", "--config", "demo", check=True)
+    assert "translator_input_norm: batch" in proc.stdout and "n_train: 4000" in proc.stdout

@@ -113,14 +113,18 @@ def test_commands_on_a_run(standin_run, capsys):
     _ok("amplify", run, "--top-k", "2", "--images", "1,3", "--multipliers", "0,1,3")
     out = capsys.readouterr().out
     assert out.count("image ") == 2
-    strip = Image.open(standin_run / "amplify" / "amplify-3.png")
+    # the file names say what they hold: split, image, concepts, mode and intervention
+    (each,) = (standin_run / "amplify").glob("amplify-test-3-c*-each-isolated.png")
+    strip = Image.open(each)
     _ok("amplify", run, "--concepts", "0,5", "--images", "3", "--mode", "together")
     capsys.readouterr()
-    assert Image.open(standin_run / "amplify" / "amplify-3.png").height < strip.height
+    together = standin_run / "amplify" / "amplify-test-3-c0_5-together-isolated.png"
+    assert Image.open(together).height < strip.height and each.is_file()  # nothing overwritten
 
     _ok("heatmaps", run, "--images", "0,2", "--top-k", "2", "--out", str(standin_run / "h"))
     assert "raw maps" in capsys.readouterr().out
-    assert (standin_run / "h" / "heatmaps-2.png").is_file()
+    assert len(list((standin_run / "h").glob("heatmaps-test-2-c*.png"))) == 1
+    assert (standin_run / "h" / "heatmaps-test-i0_2.npz").is_file()
 
     _ok("report", run, "--max-concepts", "2", "--images", "3", "--quiet")
     assert "2 concept cards" in capsys.readouterr().out

@@ -39,13 +39,19 @@ def test_concepts_and_cache(trained_run):
 
 def test_amplify_and_heatmaps(trained_run):
     run_cli("amplify", str(trained_run), "--top-k", "2", "--images", "0,5", check=True)
-    assert Image.open(trained_run / "amplify" / "amplify-5.png").format == "PNG"
+    (strip,) = (trained_run / "amplify").glob("amplify-test-5-c*-each-isolated.png")
+    assert Image.open(strip).format == "PNG"
     run_cli(
         "amplify", str(trained_run), "--threshold", "0.1", "--images", "1", "--mode", "together",
         check=True,
     )  # fmt: skip
+    # relevance is at most 1: a threshold from 1 up selects nothing, and says so
+    proc = run_cli("amplify", str(trained_run), "--threshold", "1.5", "--images", "1", check=True)
+    assert "warning: relevance r_k(x) is at most 1" in proc.stderr
+    assert "concepts none selected" in proc.stdout
     run_cli("heatmaps", str(trained_run), "--images", "0,1", "--concepts", "0,3", check=True)
-    with np.load(trained_run / "heatmaps" / "heatmaps.npz") as saved:
+    assert (trained_run / "heatmaps" / "heatmaps-test-0-c0_3.png").is_file()
+    with np.load(trained_run / "heatmaps" / "heatmaps-test-i0_1.npz") as saved:
         assert saved["heatmaps"].shape == (2, 2, 32, 32)
     assert "concept index 8 is out of range" in _error_line(
         run_cli("amplify", str(trained_run), "--concepts", "1,8")

@@ -7,22 +7,53 @@ anywhere below becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from viscoin.errors import UserError
 
+# Help texts are plain text: with rich markup, "pip install 'viscoin[data]'" would lose "[data]".
 app = typer.Typer(
     name="viscoin",
     help="VisCoIN: learn the concepts a classifier uses and show them through a StyleGAN2 generator.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    rich_markup_mode=None,
 )
 train_app = typer.Typer(
-    help="Train a classifier, a StyleGAN2 generator or a VisCoIN ensemble.", no_args_is_help=True
+    help="Train a classifier, a StyleGAN2 generator or a VisCoIN ensemble.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
-test_app = typer.Typer(help="Test a trained model on a dataset's test split.", no_args_is_help=True)
+test_app = typer.Typer(
+    help="Test a trained model on a dataset's test split.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from viscoin import __version__
+
+        typer.echo(f"viscoin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """VisCoIN: learn the concepts a classifier uses and show them through a StyleGAN2 generator."""
+
+
 app.add_typer(train_app, name="train")
 app.add_typer(test_app, name="test")
 

@@ -9,7 +9,9 @@ from viscoin.cli import app
 from viscoin.cli.common import ConfigOpt, SetOpt, build_config
 from viscoin.config import available_presets
 
-config_app = typer.Typer(help="Inspect configuration presets.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Inspect configuration presets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
 
 

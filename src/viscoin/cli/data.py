@@ -10,7 +10,9 @@ from viscoin.cli import app
 from viscoin.cli.common import ConfigOpt, DataRootOpt, SetOpt, build_config
 from viscoin.config import available_presets
 
-data_app = typer.Typer(help="Download, inspect and preview datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Download, inspect and preview datasets.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 NameArg = Annotated[

@@ -25,7 +25,9 @@ from viscoin.cli.common import (
 from viscoin.errors import UserError
 
 gan_app = typer.Typer(
-    help="StyleGAN2 generators: convert official pickles, sample images.", no_args_is_help=True
+    help="StyleGAN2 generators: convert official pickles, sample images.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(gan_app, name="gan")
 

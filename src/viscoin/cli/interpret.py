@@ -8,6 +8,7 @@ line, then loads the model and the test split and calls :mod:`viscoin.interpret`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -154,6 +155,16 @@ def concepts_cmd(
     )
 
 
+def _concept_tag(values: Iterable[int], prefix: str = "c", most: int = 8) -> str:
+    """``c3_7_9`` for the concepts 3, 7, 9 (``none`` when empty; the first ``most`` and the count
+    of the rest when there are more)."""
+    values = [int(v) for v in values]
+    if not values:
+        return "none"
+    tag = prefix + "_".join(map(str, values[:most]))
+    return tag + (f"-and-{len(values) - most}-more" if len(values) > most else "")
+
+
 @app.command("amplify")
 def amplify_cmd(
     run: TargetArg,
@@ -201,6 +212,12 @@ def amplify_cmd(
         raise UserError(f"--mode must be each or together, not '{mode}'.")
     if intervention not in INTERVENTIONS:
         raise UserError(f"--intervention must be isolated or literal, not '{intervention}'.")
+    if threshold is not None and threshold >= 1:
+        typer.echo(
+            f"warning: relevance r_k(x) is at most 1 (the image's most relevant concept), so "
+            f"--threshold {threshold:g} selects no concept; use a value in [0, 1) or --top-k.",
+            err=True,
+        )
     lambdas = parse_float_list(multipliers, "--multipliers")
     indices = parse_int_list(images or "0,1,2,3", "--images")
     explicit = parse_int_list(concepts, "--concepts") if concepts is not None else None
@@ -217,7 +234,13 @@ def amplify_cmd(
     strips = concept_strips(model, batch, selected, lambdas, mode, indices, intervention)
     classes = _class_names(data, model)
     out_dir = Path(out) if out else target.out_dir / "amplify"
-    paths = save_strips(strips, classes, out_dir, [classes[y] for y in labels], rule)
+    # the file name says what is in it: the image, the concepts, the mode and the intervention
+    names = [
+        f"amplify-{split}-{index}-{_concept_tag(k for row in strip.rows for k in row)}-{mode}-"
+        f"{intervention}.png"
+        for index, strip in zip(indices, strips, strict=True)
+    ]
+    paths = save_strips(strips, classes, out_dir, [classes[y] for y in labels], rule, names=names)
     for index, strip, path in zip(indices, strips, paths, strict=True):
         shown = ", ".join(str(k) for row in strip.rows for k in row) or "none selected"
         typer.echo(f"image {index}: concepts {shown} -> {path}")
@@ -265,10 +288,17 @@ def heatmaps_cmd(
         for i, y, p in zip(indices, labels, predicted, strict=True)
     ]
     out_dir = Path(out) if out else target.out_dir / "heatmaps"
-    paths = save_heatmap_figures(batch, heat, table, out_dir, indices, relevance, titles)
+    names = [
+        f"heatmaps-{split}-{index}-{_concept_tag(row)}.png"
+        for index, row in zip(indices, table.tolist(), strict=True)
+    ]
+    npz_name = f"heatmaps-{split}-{_concept_tag(indices, prefix='i')}.npz"
+    paths = save_heatmap_figures(
+        batch, heat, table, out_dir, indices, relevance, titles, names=names, npz_name=npz_name
+    )
     for index, row, path in zip(indices, table.tolist(), paths, strict=True):
         typer.echo(f"image {index}: concepts {', '.join(map(str, row))} -> {path}")
-    typer.echo(f"raw maps: {out_dir / 'heatmaps.npz'}")
+    typer.echo(f"raw maps: {out_dir / npz_name}")
 
 
 @app.command("logs")

@@ -215,12 +215,16 @@ def save_strips(
     labels: Sequence[str | None] | None = None,
     selection: str | None = None,
     prefix: str = "amplify",
+    names: Sequence[str] | None = None,
 ) -> list[Path]:
-    """One PNG per strip, ``out_dir/<prefix>-<index>.png`` (index: dataset position or order)."""
+    """One PNG per strip, ``out_dir/<prefix>-<index>.png`` (index: dataset position or order), or
+    ``out_dir/names[i]`` when ``names`` is given."""
     out_dir = Path(out_dir)
     paths = []
     for i, strip in enumerate(strips):
         name = f"{prefix}-{strip.index if strip.index is not None else i}.png"
+        if names is not None:
+            name = names[i]
         label = labels[i] if labels is not None else None
         fig = strip_figure(strip, classes, label=label, selection=selection)
         paths.append(save_figure(fig, out_dir / name))

@@ -159,9 +159,12 @@ def save_heatmap_figures(
     indices: Sequence[int],
     relevance: torch.Tensor | None = None,
     titles: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    npz_name: str = "heatmaps.npz",
 ) -> list[Path]:
-    """One PNG per image (``out_dir/heatmaps-<index>.png``) and the raw maps in
-    ``out_dir/heatmaps.npz`` (``heatmaps`` (B, J, R, R), ``concepts`` (B, J), ``indices`` (B,))."""
+    """One PNG per image (``out_dir/heatmaps-<index>.png``, or ``out_dir/names[b]``) and the raw
+    maps in ``out_dir/<npz_name>`` (``heatmaps`` (B, J, R, R), ``concepts`` (B, J), ``indices``
+    (B,))."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -173,11 +176,12 @@ def save_heatmap_figures(
             None if relevance is None else relevance[b],
             titles[b] if titles is not None else f"test image {index}",
         )
-        paths.append(save_figure(fig, out_dir / f"heatmaps-{index}.png"))
+        name = names[b] if names is not None else f"heatmaps-{index}.png"
+        paths.append(save_figure(fig, out_dir / name))
     arrays = {
         "heatmaps": heatmaps.cpu().numpy(),
         "concepts": concepts.cpu().numpy(),
         "indices": np.asarray(indices),
     }
-    save_npz(out_dir / "heatmaps.npz", arrays)
+    save_npz(out_dir / npz_name, arrays)
     return paths
