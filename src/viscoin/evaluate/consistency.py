@@ -152,6 +152,7 @@ def concept_consistency(
     shuffles: int = 5,
     unread_concepts: Sequence[int] = (),
     directions: int = 0,
+    progress: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Per concept: ``accuracy`` (held-out probe accuracy), ``null`` (mean over ``shuffles``
     shuffled-label probes), ``null_max`` (their highest), ``excess`` (accuracy − null); with
@@ -171,7 +172,9 @@ def concept_consistency(
     flips = [torch.rand(n, generator=gen) < 0.5 for _ in range(shuffles)]
     direction_gen = torch.Generator().manual_seed(seed + 1)
     result: dict[int, dict[str, float]] = {}
-    for k in concepts:
+    from tqdm import tqdm
+
+    for k in tqdm(concepts, desc="consistency", disable=not progress, dynamic_ncols=True):
         k = int(k)
         peak = concept_maps[activations[:, k].argmax(), k]  # (3, 3)
         values = (multiplier * peak, torch.zeros_like(peak))

@@ -54,6 +54,7 @@ def faithfulness_scores(
     device: torch.device | str = "cpu",
     intervention: str = "isolated",
     independent: nn.Module | None = None,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-image FF values.
 
@@ -71,7 +72,9 @@ def faithfulness_scores(
     def add(key: str, value: torch.Tensor) -> None:
         scores.setdefault(key, []).append(value.float().cpu())
 
-    for images in batches:
+    from tqdm import tqdm
+
+    for images in tqdm(batches, desc="faithfulness", disable=not progress, dynamic_ncols=True):
         images = images.to(device)
         out = model(images)
         relevance = model.relevance(out)

@@ -297,6 +297,7 @@ def _faithfulness(
         device=device,
         intervention=opt.intervention,
         independent=opt.independent,
+        progress=opt.progress,
     )
     return summarise_faithfulness(scores, seed=opt.seed)
 
@@ -319,6 +320,7 @@ def _consistency(
         shuffles=opt.consistency_shuffles,
         directions=opt.consistency_directions,
         multiplier=opt.consistency_multiplier,
+        progress=opt.progress,
         # the probe on a concept Ω does not read, for the most active concept only (its images
         # are identical under the isolated intervention: a check that the probe sees k alone)
         unread_concepts=concepts[:1],
