@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from viscoin.errors import UserError
-from viscoin.utils.io import atomic_write
+from viscoin.utils.io import atomic_write_bytes
 
 FORMAT_VERSION = "1"
 
@@ -48,7 +49,8 @@ def save_checkpoint(
         "viscoin.config": json.dumps(dict(config), sort_keys=True),
         "viscoin.extra": json.dumps(dict(extra or {}), sort_keys=True),
     }
-    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+    # serialised in memory, then written by Python: a full disk is an OSError (one clear message)
+    atomic_write_bytes(path, safetensors_bytes(flat, metadata=metadata))
     return path
 
 
@@ -153,8 +155,12 @@ def load_state_dict_file(path: str | Path, what: str, fix: str) -> dict[str, tor
 
 def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Atomically write resume state (optimiser state dicts, RNG states, counters)."""
+    import io
+
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
