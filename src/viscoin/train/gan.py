@@ -45,6 +45,7 @@ from viscoin.train.gan_init import (
 )
 from viscoin.train.gan_quality import QualityMonitor, check_quality_config
 from viscoin.utils.checkpoint import (
+    checkpoint_step,
     load_state,
     read_metadata,
     rng_state,
@@ -367,10 +368,13 @@ def _best_distance(run: RunDir, key: str, step: int) -> float:
 def save_snapshot(
     state: GanState, run: RunDir, cfg: Config, classes: list[str] | None, grid: tuple
 ) -> None:
-    """Generator (EMA), discriminator, resume state and a sample grid, each written atomically."""
-    extra = _snapshot_extra(state, cfg, classes)
-    save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
-    save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
+    """Generator (EMA), discriminator, resume state and a sample grid, each written atomically.
+
+    The state file comes after the model files: it is the snapshot's commit record (it holds
+    G_ema and D too), so a run stopped between the writes resumes from the previous state and
+    :func:`_repair_snapshot` rewrites the model files that ran ahead of it.
+    """
+    _save_networks(state, run, cfg, classes)
     save_state(
         run.checkpoints / STATE_FILE,
         {
@@ -392,6 +396,19 @@ def save_snapshot(
         image_grid(to_uint8(images, channels_last=True)),
         run.figures / f"samples-{state.step:06d}.png",
     )
+
+
+def _save_networks(state: GanState, run: RunDir, cfg: Config, classes: list[str] | None) -> None:
+    extra = _snapshot_extra(state, cfg, classes)
+    save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
+    save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
+
+
+def _repair_snapshot(state: GanState, run: RunDir, cfg: Config, classes: list[str] | None) -> None:
+    """After a resume: the generator and discriminator files are the resumed state's."""
+    files = (run.checkpoints / GENERATOR_FILE, run.checkpoints / DISCRIMINATOR_FILE)
+    if any(checkpoint_step(path) != state.step for path in files):
+        _save_networks(state, run, cfg, classes)
 
 
 def _restore(state: GanState, path: Path, device: torch.device) -> None:
@@ -590,6 +607,7 @@ def _train(
     logger = MetricsLogger(run.metrics)
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
+        _repair_snapshot(state, run, cfg, classes)
         logger.truncate_after(state.step)
 
     total_steps = max(1, round(g.kimg * 1000 / g.batch_size))

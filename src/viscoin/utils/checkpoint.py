@@ -83,6 +83,17 @@ def checkpoint_kind(path: str | Path) -> str:
     return read_metadata(path)["viscoin.kind"]
 
 
+def checkpoint_step(path: str | Path, key: str = "step") -> int | None:
+    """The step stamp (``viscoin.extra[key]``) of a model file; None when the file is missing,
+    unreadable or unstamped. Resume compares it with the state file's step."""
+    try:
+        extra = json.loads(read_metadata(path).get("viscoin.extra", "{}"))
+    except (UserError, ValueError):
+        return None
+    value = extra.get(key) if isinstance(extra, dict) else None
+    return value if type(value) is int else None
+
+
 def load_checkpoint(
     path: str | Path, kind: str | tuple[str, ...] | None = None, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
