@@ -451,6 +451,8 @@ RESUME_SAFE_FIELDS = frozenset(
         "classifier.epochs",
         "classifier.lr",
         "gan.kimg",
+        "gan.lr",
+        "gan.r1_gamma",  # the GAN's divergence message suggests resuming with a higher one
         "gan.max_minutes",
         "gan.log_every",
         "gan.snapshot_every",

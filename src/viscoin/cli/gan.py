@@ -20,7 +20,7 @@ from viscoin.cli.common import (
     RunsDirOpt,
     SeedOpt,
     SetOpt,
-    build_config,
+    start_config,
 )
 from viscoin.errors import UserError
 
@@ -152,9 +152,11 @@ def train_gan_command(
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
 
-    cfg = build_config(
+    cfg = start_config(
         config,
         overrides,
+        resume=resume,
+        default_preset=None,
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -165,9 +167,14 @@ def train_gan_command(
     check_augment_config(cfg.gan)  # before any dataset or run directory is made
     check_quality_config(cfg.gan)
     source = None
+    if resume and init_from is not None and init_from != cfg.gan.init_from:
+        raise UserError(
+            f"cannot resume with --init-from {init_from}: the run started from "
+            f"{cfg.gan.init_from or 'fresh networks'} and resumes from its own state."
+        )
     if init_from is not None:
         cfg.gan.init_from = init_from
-    if cfg.gan.init_from:
+    if cfg.gan.init_from and not resume:  # a resumed run's networks come from its state
         source = load_init_source(cfg.gan.init_from)
         changed = apply_init_architecture(cfg.gan, source)
         check_init_resolution(source, cfg.data.resolution)
@@ -182,7 +189,8 @@ def train_gan_command(
     # GANs learn the image distribution itself: no random crops (flips are gan.augment's job).
     train_set = build_dataset(cfg.data, split="train", augment=False)
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
-    cfg.save(run.config)
+    if not resume:  # a resume writes it once its state has loaded (train_gan)
+        cfg.save(run.config)
     summary = train_gan(
         cfg, run, train_set, torch_device, resume=resume, progress=not quiet, init=source
     )

@@ -20,14 +20,14 @@ from viscoin.cli.common import (
     RunsDirOpt,
     SeedOpt,
     SetOpt,
-    build_config,
+    start_config,
 )
 from viscoin.errors import UserError
 
 
 @train_app.command("classifier")
 def train_classifier_cmd(
-    config: ConfigOpt = "shapes",
+    config: ConfigOpt = None,
     overrides: SetOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
@@ -59,9 +59,11 @@ def train_classifier_cmd(
         for k, v in (("epochs", epochs), ("lr", lr), ("weights", weights))
         if v is not None
     ]
-    cfg = build_config(
+    cfg = start_config(
         config,
         [*(overrides or []), *extra],
+        resume=resume,
+        default_preset="shapes",
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -75,7 +77,8 @@ def train_classifier_cmd(
     run = new_run(
         cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-classifier", resume=resume
     )
-    cfg.save(run.config)
+    if not resume:  # a resume writes it once its state has loaded (train_classifier)
+        cfg.save(run.config)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     typer.echo(
         f"run directory: {run.path}  ({len(train_set)} train / {len(test_set)} test images, device {dev})"
@@ -163,7 +166,7 @@ def train_viscoin_cmd(
     generator: Annotated[
         str, typer.Option("--generator", help="Generator .safetensors file or its run directory.")
     ],
-    config: ConfigOpt = "shapes",
+    config: ConfigOpt = None,
     overrides: SetOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
@@ -197,9 +200,11 @@ def train_viscoin_cmd(
         extra.append(f"viscoin.iterations={iterations}")
     if batch_size is not None:
         extra += [f"viscoin.real_batch={batch_size}", f"viscoin.fake_batch={batch_size}"]
-    cfg = build_config(
+    cfg = start_config(
         config,
         [*(overrides or []), *extra],
+        resume=resume,
+        default_preset="shapes",
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -217,7 +222,8 @@ def train_viscoin_cmd(
             run = new_run(
                 cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-viscoin", resume=resume
             )
-            cfg.save(run.config)
+            if not resume:  # a resume writes it once its state has loaded (ViscoinTrainer)
+                cfg.save(run.config)
             run_path = str(run.path)
         run = RunDir(broadcast_object(run_path, dist))
         train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")

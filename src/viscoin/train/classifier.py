@@ -172,6 +172,7 @@ def train_classifier(
         best = (state.get("best_model"), state.get("best_info"))
         set_rng_state(state["rng"])
         _repair_checkpoints(run, model, classes, start_epoch, best)
+        cfg.save(run.config)  # the resumed run's settings, once its state has loaded
         # the test record is written once, after the last epoch: a resumed run writes it anew
         logger.truncate_after(start_epoch * steps_per_epoch, drop_splits=("test",))
     val_loader = (

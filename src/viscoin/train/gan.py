@@ -413,12 +413,17 @@ def _repair_snapshot(state: GanState, run: RunDir, cfg: Config, classes: list[st
 
 def _restore(state: GanState, path: Path, device: torch.device) -> None:
     saved = load_state(path, map_location=device)
+    # the config's learning rates win over the saved ones (a resume may lower gan.lr)
+    lrs = [[group["lr"] for group in opt.param_groups] for opt in (state.opt_G, state.opt_D)]
     try:
         state.G.load_state_dict(saved["G"])
         state.D.load_state_dict(saved["D"])
         state.G_ema.load_state_dict(saved["G_ema"])
         state.opt_G.load_state_dict(saved["opt_G"])
         state.opt_D.load_state_dict(saved["opt_D"])
+        for opt, values in zip((state.opt_G, state.opt_D), lrs, strict=True):
+            for group, lr in zip(opt.param_groups, values, strict=True):
+                group["lr"] = lr
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(
             f"cannot resume from {path}: it does not match this configuration's networks "
@@ -454,7 +459,7 @@ def train_gan(
     g = cfg.gan
     check_augment_config(g)
     check_quality_config(g)
-    if init is None and g.init_from:
+    if init is None and g.init_from and not resume:  # a resume's networks come from its state
         init = load_init_source(g.init_from)
     if init is not None:
         apply_init_architecture(g, init)
@@ -608,6 +613,7 @@ def _train(
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
         _repair_snapshot(state, run, cfg, classes)
+        cfg.save(run.config)  # the resumed run's settings, once its state has loaded
         logger.truncate_after(state.step)
 
     total_steps = max(1, round(g.kimg * 1000 / g.batch_size))

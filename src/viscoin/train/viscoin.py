@@ -332,8 +332,10 @@ class ViscoinTrainer:
         self.step = step
         self.elapsed = float(state.get("elapsed", 0.0))
         set_rng_state(state["rng"])
-        if checkpoint_step(model_file) != step and self.dist.is_main:
-            self._save_model()  # the pair on disk is consistent again before training goes on
+        if self.dist.is_main:
+            if checkpoint_step(model_file) != step:
+                self._save_model()  # the pair on disk is consistent again before training goes on
+            self.cfg.save(self.run.config)  # the resumed run's settings, once its state has loaded
 
     def _save_model(self) -> None:
         save_viscoin(
