@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from viscoin.errors import UserError
+from viscoin.errors import UserError, user_message
 
 app = typer.Typer(
     name="viscoin",
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {user_message(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
