@@ -10,6 +10,7 @@ or refers to their files by path and SHA-256, so ``viscoin.load(path)`` rebuilds
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from viscoin.models.classifier import Classifier, load_classifier
 from viscoin.models.concepts import ConceptExtractor
 from viscoin.models.head import ConceptHead
 from viscoin.models.translator import ConceptTranslator, default_mid
-from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
+from viscoin.utils.checkpoint import build_checked, load_checkpoint, save_checkpoint
 
 KIND = "viscoin"
 
@@ -291,6 +292,27 @@ def save_viscoin(
     return save_checkpoint(path, tensors, KIND, config, extra)
 
 
+def _core_from_file(config: dict[str, Any], tensors: dict, path: str | Path) -> ViscoinCore:
+    """Ψ, Θ, Ω of a VisCoIN file, checked against its tensors before they are built."""
+    parts = {"extractor": ConceptExtractor, "head": ConceptHead, "translator": ConceptTranslator}
+    core_config = config.get("core")
+    if not isinstance(core_config, dict) or set(core_config) != set(parts):
+        raise UserError(
+            f"{path}: its 'core' config is not Ψ, Θ, Ω's; the file was edited or damaged."
+        )
+    for name, cls in parts.items():  # unknown keys in one part
+        if not isinstance(core_config[name], dict):
+            raise UserError(f"{path}: its core.{name} config is not a JSON object.")
+        unknown = sorted(set(core_config[name]) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise UserError(
+                f"{path}: config keys core.{name}.{', '.join(unknown)} are unknown to this "
+                "viscoin; the file was edited or written by a newer viscoin."
+            )
+    sub = {k[5:]: v for k, v in tensors.items() if k.startswith("core.")}
+    return build_checked(ViscoinCore, core_config, sub, path, factory=ViscoinCore.from_config)
+
+
 def load_viscoin(
     path: str | Path, device: str | torch.device = "cpu", check_hashes: bool = True
 ) -> Viscoin:
@@ -299,16 +321,14 @@ def load_viscoin(
     from viscoin.models.stylegan2.generator import build_from_checkpoint
 
     tensors, config, extra = load_checkpoint(path, kind=KIND)
-    core = ViscoinCore.from_config(config["core"])
-    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+    core = _core_from_file(config, tensors, path)
     parts = {}
     for part, loader in (("classifier", load_classifier), ("generator", load_generator)):
         info = config[part]
         if info["embedded"]:
             sub = {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
             if part == "classifier":
-                model = Classifier(**info["config"])
-                model.load_state_dict(sub)
+                model = build_checked(Classifier, info["config"], sub, path)
                 model.classes = info["extra"].get("classes")
             else:
                 model = build_from_checkpoint(Generator, info["config"], sub, path)
@@ -341,8 +361,7 @@ def export_viscoin(source: str | Path, out: str | Path, embed: bool = True) -> P
                 f"{source} already embeds its {' and '.join(embedded)}; it cannot be re-referenced."
             )
         return save_checkpoint(out, tensors, KIND, config, extra)
-    core = ViscoinCore.from_config(config["core"])
-    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+    core = _core_from_file(config, tensors, source)
     for part in ("classifier", "generator"):
         ref = Path(config[part]["path"])
         if not ref.is_file():
