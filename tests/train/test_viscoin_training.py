@@ -441,3 +441,30 @@ def test_ddp_two_processes_match_single_process(tmp_path, parts64):
                 _close(
                     norm_ddp.state_dict()[key], value, f"support_norm.{key}", rtol=1e-5, atol=1e-7
                 )
+
+
+def test_a_moved_runs_folder_still_finds_its_classifier_and_generator(tmp_path, cli):
+    """A tiny run whose f and G lie in the same runs folder; the folder is moved as a whole (the
+    old paths no longer exist): loading, --reference export and --embed export still work."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    classifier, generator = make_parts(runs / "parts")
+    cfg = tiny_config(runs, iterations=1)
+    trainer = _trainer(cfg, "v", (classifier, generator), n=8)
+    trainer.fit(progress=False)
+    images = TinyImages(2, 3).images
+    expected = load_viscoin(trainer.run.checkpoints / "viscoin.safetensors").explain(images)
+    moved = tmp_path / "elsewhere" / "runs"
+    moved.parent.mkdir()
+    shutil.move(str(runs), str(moved))
+    assert not runs.exists()
+
+    loaded = load_viscoin(moved / "v" / "checkpoints" / "viscoin.safetensors")
+    assert torch.equal(loaded.explain(images)["reconstructions"], expected["reconstructions"])
+    for flag in ("--embed", "--reference"):
+        out = tmp_path / f"export{flag}.safetensors"
+        proc = cli("export", str(moved / "v"), str(out), flag)
+        assert proc.returncode == 0, proc.stderr
+        got = load_viscoin(out).explain(images)["reconstructions"]
+        assert torch.equal(got, expected["reconstructions"])

@@ -107,6 +107,10 @@ def sample_images(
             f"--noise-mode must be one of {', '.join(NOISE_MODES)}, not '{noise_mode}'."
         )
     seed_list = parse_seeds(seeds)
+    if out.exists() and not out.is_dir():
+        raise UserError(
+            f"--out {out} is a file; give a folder for the images (it is made if missing)."
+        )
     G = load_generator(generator, device=resolve_device(device or "auto"))
     if G.c_dim == 0 and class_idx is not None:
         typer.echo("warning: --class is ignored: this generator is unconditional", err=True)

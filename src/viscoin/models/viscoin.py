@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,9 +288,35 @@ def save_viscoin(
             config[part] = {
                 "embedded": False,
                 "path": str(part_path.resolve()),
+                # from the file's own folder: a runs/ folder moved as a whole still finds it
+                "relative": _relative_to(part_path, Path(path).parent),
                 "sha256": file_sha256(part_path),
             }
     return save_checkpoint(path, tensors, KIND, config, extra)
+
+
+def _relative_to(target: Path, folder: Path) -> str | None:
+    try:
+        return os.path.relpath(target.resolve(), folder.resolve())
+    except ValueError:  # another drive (Windows)
+        return None
+
+
+def part_file(info: dict[str, Any], path: str | Path, part: str) -> Path:
+    """Where a referenced classifier or generator is: first relative to the VisCoIN file's folder
+    (the run, or all runs, moved together), then at the absolute path it was saved with."""
+    candidates = []
+    if info.get("relative"):
+        candidates.append(Path(path).resolve().parent / info["relative"])
+    candidates.append(Path(info["path"]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"{path} refers to its {part} at {' or '.join(map(str, candidates))}, which is missing. "
+        "Put the file back, or re-export the model with the parts embedded "
+        "(viscoin export RUN OUT --embed)."
+    )
 
 
 def _core_from_file(config: dict[str, Any], tensors: dict, path: str | Path) -> ViscoinCore:
@@ -334,12 +361,7 @@ def load_viscoin(
                 model = build_from_checkpoint(Generator, info["config"], sub, path)
             parts[part] = model
         else:
-            ref = Path(info["path"])
-            if not ref.is_file():
-                raise UserError(
-                    f"{path} refers to its {part} at {ref}, which is missing. Put the file back, or "
-                    "re-export the model with the parts embedded (viscoin export RUN OUT --embed)."
-                )
+            ref = part_file(info, path, part)
             if check_hashes and file_sha256(ref) != info["sha256"]:
                 raise UserError(
                     f"the {part} file {ref} changed since {path} was saved (SHA-256 differs). "
@@ -362,10 +384,5 @@ def export_viscoin(source: str | Path, out: str | Path, embed: bool = True) -> P
             )
         return save_checkpoint(out, tensors, KIND, config, extra)
     core = _core_from_file(config, tensors, source)
-    for part in ("classifier", "generator"):
-        ref = Path(config[part]["path"])
-        if not ref.is_file():
-            raise UserError(f"{source} refers to its {part} at {ref}, which is missing.")
-    return save_viscoin(
-        out, core, config["classifier"]["path"], config["generator"]["path"], embed, extra
-    )
+    refs = {part: part_file(config[part], source, part) for part in ("classifier", "generator")}
+    return save_viscoin(out, core, refs["classifier"], refs["generator"], embed, extra)
