@@ -108,8 +108,11 @@ def _hold_lock(folder):
 
 
 def test_a_run_locked_by_another_process_is_refused_then_free_once_it_died(tmp_path, cli):
-    run = new_run(tmp_path, "r", prefix="x")
+    from viscoin.config import load_config
     from viscoin.utils.lock import release_run
+
+    run = new_run(tmp_path, "r", prefix="x")
+    load_config("shapes", [f"run.runs_dir={tmp_path}", "run.name=r"]).save(run.config)
 
     release_run(run.path)  # this process lets go: the other one takes it
     holder = _hold_lock(run.path)

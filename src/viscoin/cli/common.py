@@ -68,19 +68,18 @@ def start_config(
     resume: bool,
     default_preset: str | None,
     **flags: str | int | None,
-) -> Config:
-    """The config a training command runs with.
+) -> tuple[Config, str | None]:
+    """The config a training command runs with, and a note to print once the run has started
+    (the settings a resume changed; None: none).
 
     A new run: ``config`` (else ``default_preset``) + overrides + flags, as :func:`build_config`.
     ``--resume``: the run's saved ``config.yaml`` with today's overrides and flags applied (or,
     when ``--config`` is given, that preset with them); a difference in a field outside
     :data:`viscoin.config.RESUME_SAFE_FIELDS` is refused, listing every one; the safe ones are
-    accepted and named on stderr. Nothing is written here: the trainers save ``config.yaml`` once
+    accepted and named in the note. Nothing is written here: the trainers save ``config.yaml`` once
     the run has started (a resume whose state does not load leaves it as it was).
     """
     from pathlib import Path
-
-    import typer
 
     from viscoin.config import apply_overrides, resume_differences
     from viscoin.errors import UserError
@@ -88,7 +87,7 @@ def start_config(
 
     today = build_config(config or default_preset, overrides, **flags)
     if not resume:
-        return today
+        return today, None
     if not today.run.name:
         raise UserError("--resume needs the run's --name (and --runs-dir if it is not 'runs').")
     run_dir = Path(today.run.runs_dir) / check_run_name(today.run.name)
@@ -115,10 +114,11 @@ def start_config(
             f"cannot resume {run_dir} with a different config ({listed}). A resumed run keeps "
             "its config.yaml; drop those flags, or start a new run (another --name)."
         )
+    note = None
     if safe:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in safe.items())
-        typer.echo(f"resuming with changed settings: {listed}", err=True)
-    return requested
+        note = f"resuming with changed settings: {listed}"
+    return requested, note
 
 
 def _flag_overrides(overrides: list[str] | None, flags: dict) -> list[str]:

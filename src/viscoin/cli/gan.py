@@ -156,7 +156,7 @@ def train_gan_command(
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
 
-    cfg = start_config(
+    cfg, note = start_config(
         config,
         overrides,
         resume=resume,
@@ -195,6 +195,8 @@ def train_gan_command(
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
     if not resume:  # a resume writes it once its state has loaded (train_gan)
         cfg.save(run.config)
+    if note:
+        typer.echo(note, err=True)
     summary = train_gan(
         cfg, run, train_set, torch_device, resume=resume, progress=not quiet, init=source
     )

@@ -59,7 +59,7 @@ def train_classifier_cmd(
         for k, v in (("epochs", epochs), ("lr", lr), ("weights", weights))
         if v is not None
     ]
-    cfg = start_config(
+    cfg, note = start_config(
         config,
         [*(overrides or []), *extra],
         resume=resume,
@@ -79,6 +79,8 @@ def train_classifier_cmd(
     )
     if not resume:  # a resume writes it once its state has loaded (train_classifier)
         cfg.save(run.config)
+    if note:
+        typer.echo(note, err=True)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     typer.echo(
         f"run directory: {run.path}  ({len(train_set)} train / {len(test_set)} test images, device {dev})"
@@ -200,7 +202,7 @@ def train_viscoin_cmd(
         extra.append(f"viscoin.iterations={iterations}")
     if batch_size is not None:
         extra += [f"viscoin.real_batch={batch_size}", f"viscoin.fake_batch={batch_size}"]
-    cfg = start_config(
+    cfg, note = start_config(
         config,
         [*(overrides or []), *extra],
         resume=resume,
@@ -224,6 +226,8 @@ def train_viscoin_cmd(
             )
             if not resume:  # a resume writes it once its state has loaded (ViscoinTrainer)
                 cfg.save(run.config)
+            if note:
+                typer.echo(note, err=True)
             run_path = str(run.path)
         run = RunDir(broadcast_object(run_path, dist))
         train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
