@@ -52,3 +52,15 @@ def test_a_failed_resume_leaves_config_yaml_alone(trained_run, tmp_path):
     proc = _resume(trained_run, run, "--iterations", "6")
     assert proc.returncode == 2 and "cannot read resume state" in proc.stderr, proc.stderr
     assert (run / "config.yaml").read_bytes() == before
+
+
+def test_garbage_in_metrics_refuses_the_resume_and_keeps_config_yaml(trained_run, tmp_path):
+    run = tmp_path / "v"
+    shutil.copytree(trained_run, run)
+    before = (run / "config.yaml").read_bytes()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    proc = _resume(trained_run, run, "--iterations", "6")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "metrics.jsonl line 2 is not a metrics record" in proc.stderr
+    assert (run / "config.yaml").read_bytes() == before

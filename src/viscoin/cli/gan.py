@@ -195,10 +195,15 @@ def train_gan_command(
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
     if not resume:  # a resume writes it once its state has loaded (train_gan)
         cfg.save(run.config)
-    if note:
-        typer.echo(note, err=True)
     summary = train_gan(
-        cfg, run, train_set, torch_device, resume=resume, progress=not quiet, init=source
+        cfg,
+        run,
+        train_set,
+        torch_device,
+        resume=resume,
+        progress=not quiet,
+        init=source,
+        started=(lambda: typer.echo(note, err=True)) if note else None,
     )
     typer.echo(
         f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "

@@ -79,13 +79,20 @@ def train_classifier_cmd(
     )
     if not resume:  # a resume writes it once its state has loaded (train_classifier)
         cfg.save(run.config)
-    if note:
-        typer.echo(note, err=True)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     typer.echo(
         f"run directory: {run.path}  ({len(train_set)} train / {len(test_set)} test images, device {dev})"
     )
-    result = train_classifier(cfg, run, train_set, test_set, dev, resume=resume, progress=not quiet)
+    result = train_classifier(
+        cfg,
+        run,
+        train_set,
+        test_set,
+        dev,
+        resume=resume,
+        progress=not quiet,
+        started=(lambda: typer.echo(note, err=True)) if note else None,
+    )
     typer.echo(
         f"done: {result['epoch']} epochs, {summary_line(result)}; best model: {result['best']}"
     )
@@ -226,14 +233,14 @@ def train_viscoin_cmd(
             )
             if not resume:  # a resume writes it once its state has loaded (ViscoinTrainer)
                 cfg.save(run.config)
-            if note:
-                typer.echo(note, err=True)
             run_path = str(run.path)
         run = RunDir(broadcast_object(run_path, dist))
         train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
         trainer = ViscoinTrainer(
             cfg, run, classifier_file, generator_file, train_set, test_set, dist, resume
         )
+        if note and dist.is_main:  # once the resumed state and log have loaded
+            typer.echo(note, err=True)
         if dist.is_main:
             typer.echo(
                 f"run directory: {run.path}  (device {dist.device}, {dist.world} process(es))"

@@ -13,6 +13,7 @@ checkpoint's test accuracy (and the last epoch's) is one ``split="test"`` record
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ def train_classifier(
     resume: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train on ``train_set`` less its validation part, keep the best epoch by validation accuracy,
     then test that checkpoint once.
@@ -132,7 +134,8 @@ def train_classifier(
     epoch's; None without validation), ``train_images``, ``val_images``, ``best`` (its path) and,
     once the last epoch is done, ``test_accuracy`` / ``test_loss`` of the best checkpoint and
     ``last_test_accuracy`` of the last epoch's model. ``stop_after_epochs`` stops early (as an
-    interruption would): no test then.
+    interruption would): no test then. ``started`` is called once the run has started (a resume:
+    its state and log loaded).
     """
     from tqdm import tqdm
 
@@ -172,9 +175,11 @@ def train_classifier(
         best = (state.get("best_model"), state.get("best_info"))
         set_rng_state(state["rng"])
         _repair_checkpoints(run, model, classes, start_epoch, best)
-        cfg.save(run.config)  # the resumed run's settings, once its state has loaded
         # the test record is written once, after the last epoch: a resumed run writes it anew
         logger.truncate_after(start_epoch * steps_per_epoch, drop_splits=("test",))
+        cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
+    if started is not None:
+        started()
     val_loader = (
         build_loader(
             cfg.data,

@@ -17,7 +17,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -446,6 +446,7 @@ def train_gan(
     resume: bool = False,
     progress: bool = True,
     init: InitSource | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
 
@@ -479,7 +480,9 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress, init)
+        return _train(
+            cfg, run, dataset, device, resume, img_channels, classes, progress, init, started
+        )
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
@@ -605,6 +608,7 @@ def _train(
     classes: list[str] | None,
     progress: bool = True,
     init: InitSource | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     g = cfg.gan
     seed_everything(cfg.run.seed)
@@ -613,8 +617,10 @@ def _train(
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
         _repair_snapshot(state, run, cfg, classes)
-        cfg.save(run.config)  # the resumed run's settings, once its state has loaded
         logger.truncate_after(state.step)
+        cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
+    if started is not None:  # called once the run has started (a resume: state and log loaded)
+        started()
 
     total_steps = max(1, round(g.kimg * 1000 / g.batch_size))
     loader = DataLoader(

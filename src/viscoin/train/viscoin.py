@@ -282,6 +282,8 @@ class ViscoinTrainer:
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
         if resume:
             self.logger.truncate_after(self.step)
+            if dist.is_main:  # the resumed run's settings, once its state and log have loaded
+                cfg.save(run.config)
         self.logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
 
     def _check_compatible(self, train_set: Dataset) -> None:
@@ -332,10 +334,8 @@ class ViscoinTrainer:
         self.step = step
         self.elapsed = float(state.get("elapsed", 0.0))
         set_rng_state(state["rng"])
-        if self.dist.is_main:
-            if checkpoint_step(model_file) != step:
-                self._save_model()  # the pair on disk is consistent again before training goes on
-            self.cfg.save(self.run.config)  # the resumed run's settings, once its state has loaded
+        if self.dist.is_main and checkpoint_step(model_file) != step:
+            self._save_model()  # the pair on disk is consistent again before training goes on
 
     def _save_model(self) -> None:
         save_viscoin(
