@@ -13,6 +13,7 @@ BAD = [
     "viscoin.iterations=0", "viscoin.real_batch=0", "viscoin.mid=1", "viscoin.decay_factor=0",
     "classifier.val_fraction=1", "gan.batch_size=0", "gan.lr=-1", "run.seed=-1",
     "viscoin.eval_every=-1", "viscoin.checkpoint_every=-5", "viscoin.grad_accum=16",
+    "gan.r1_interval=0", "gan.pl_interval=-1", "gan.ada_interval=0", "gan.snapshot_every=0",
 ]  # fmt: skip
 
 
@@ -71,3 +72,12 @@ def test_amplify_multipliers_must_be_finite():
     assert parse_float_list("0,1,2", "--multipliers") == [0.0, 1.0, 2.0]
     with pytest.raises(UserError, match="--multipliers must hold finite numbers, got nan, inf"):
         parse_float_list("nan,1,inf", "--multipliers")
+
+
+def test_a_binary_config_file_is_one_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"run:\n  seed: \xff\xfe\x00\x81\n")
+    with pytest.raises(UserError, match=r"bad\.yaml is not UTF-8 text \(byte 13\)"):
+        load_config(path)
+    proc = run_cli("config", "show", "--config", str(path))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr

@@ -258,9 +258,16 @@ def load_config(
     if name_or_path is not None:
         path = resolve_preset(name_or_path)
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"config file {path} is not UTF-8 text (byte {exc.start}); give a YAML file."
+            ) from None
+        except OSError as exc:
+            raise UserError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
-            raise UserError(f"config file {path} is not valid YAML: {exc}") from None
+            first = " ".join(str(exc).split())[:300]
+            raise UserError(f"config file {path} is not valid YAML: {first}") from None
         if not isinstance(raw, dict):
             raise UserError(f"config file {path} must hold a mapping of sections, not {raw!r}")
         source = str(path)
@@ -381,6 +388,8 @@ def _check_gan(c: GanConfig, p: list) -> None:
         _at_least(p, f"gan.{name}", getattr(c, name), 0)
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
     _at_least(p, "gan.log_every", c.log_every, 1)
+    for name in ("r1_interval", "pl_interval", "ada_interval", "snapshot_every"):
+        _at_least(p, f"gan.{name}", getattr(c, name), 1)
 
 
 def _check_viscoin(c: ViscoinConfig, p: list) -> None:
@@ -426,6 +435,59 @@ def validate(config: Config) -> None:
     if len(lines) == 1:
         raise UserError(lines[0])
     raise UserError(f"{len(lines)} config values are out of range: " + "; ".join(lines))
+
+
+# -- resume: what a resumed run may change ------------------------------------------------------
+# A resumed run keeps its saved config.yaml. These fields say how long to train, how often to log,
+# evaluate and checkpoint, where and how fast a step runs, and the learning rate (the divergence
+# messages suggest resuming at a lower one): they may differ on --resume. Every other field shapes
+# the networks, the data or what a step computes, and a difference is refused.
+RESUME_SAFE_FIELDS = frozenset(
+    {
+        "run.device",
+        "data.root",  # the same dataset, moved
+        "data.num_workers",
+        "data.batch_size",  # the evaluation loaders only; training batches have their own fields
+        "classifier.epochs",
+        "classifier.lr",
+        "gan.kimg",
+        "gan.lr",
+        "gan.r1_gamma",  # the GAN's divergence message suggests resuming with a higher one
+        "gan.max_minutes",
+        "gan.log_every",
+        "gan.snapshot_every",
+        "viscoin.iterations",
+        "viscoin.lr",
+        "viscoin.log_every",
+        "viscoin.eval_every",
+        "viscoin.eval_batches",
+        "viscoin.checkpoint_every",
+        "viscoin.amp",
+        "viscoin.channels_last",
+        "viscoin.compile",
+        "viscoin.compile_mode",
+    }
+)
+# where the run is: these found it, they are not part of what it is
+_RUN_LOCATION = frozenset({"run.name", "run.runs_dir"})
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """``{"section.field": value}`` of every field (``data.options`` as one value)."""
+    return {
+        f"{section}.{key}": value
+        for section, values in config.to_dict().items()
+        for key, value in values.items()
+    }
+
+
+def resume_differences(saved: Config, requested: Config) -> tuple[dict, dict]:
+    """Fields where ``requested`` differs from a run's ``saved`` config, split into those a resume
+    may change (:data:`RESUME_SAFE_FIELDS`) and the rest: two ``{field: (saved, requested)}``."""
+    old, new = flatten(saved), flatten(requested)
+    changed = {k: (old[k], new[k]) for k in old if old[k] != new[k] and k not in _RUN_LOCATION}
+    safe = {k: v for k, v in changed.items() if k in RESUME_SAFE_FIELDS}
+    return safe, {k: v for k, v in changed.items() if k not in RESUME_SAFE_FIELDS}
 
 
 def _section(config: Config, name: str, source: str) -> Any:

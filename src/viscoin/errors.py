@@ -26,3 +26,24 @@ class TrainingDiverged(UserError):
             else "no checkpoint had been written yet"
         )
         super().__init__(f"{what} diverged at step {step} ({quantity}); {where}; {fix}")
+
+
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+
+
+def user_message(exc: UserError) -> str:
+    """The message to print for ``exc``: its own text, also when a DataLoader worker raised it.
+
+    PyTorch re-raises a worker's exception in the main process as the same type with a message of
+    ``Caught UserError in DataLoader worker process N.`` plus the worker's whole traceback; the
+    original message is what follows the traceback's last ``module.Class: `` line.
+    """
+    text = str(exc)
+    if not (text.startswith("Caught ") and _WORKER_TRACEBACK in text):
+        return text
+    lines = text.splitlines()
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(prefix):
+            return "\n".join([lines[i][len(prefix) :], *lines[i + 1 :]]).strip()
+    return lines[-1].strip()

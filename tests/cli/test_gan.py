@@ -48,6 +48,15 @@ def test_sample_errors_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2 and "'stylegan2.discriminator' model" in io.err
     code, io = run(capsys, "gan", "convert", str(tmp_path / "missing.pkl"), str(tmp_path / "x"))
     assert code == 2 and "network pickle not found" in io.err
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    code, io = run(capsys, "gan", "sample", "-g", str(path), "--out", str(taken))
+    assert (
+        code == 2
+        and io.err
+        == f"error: --out {taken} is a file; give a folder for the images (it is made if missing).\n"
+    )
+    assert taken.read_bytes() == b"mine"
 
 
 def test_sample_writes_official_names_and_grid(tmp_path, capsys):

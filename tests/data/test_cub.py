@@ -70,3 +70,46 @@ def test_missing_image_is_named_when_loaded(tmp_path):
     dataset.files[0].unlink()
     with pytest.raises(UserError, match=f"not found: {dataset.files[0]}"):
         dataset[0]
+
+
+def _edit(root, name, edit):
+    path = root / "CUB_200_2011" / name
+    path.write_bytes(edit(path.read_bytes()))
+
+
+DAMAGED = [
+    ("images.txt", lambda b: b"\n".join(x for x in b.split(b"\n") if not x.startswith(b"2 ")),
+     r"image 2 \(train_test_split.txt line 2\) has no line in .*images\.txt"),
+    ("image_class_labels.txt", lambda b: b.replace(b"4 2\n", b"4 two\n"),
+     r"image_class_labels\.txt line 4: label 'two' must be a class number from 1 to 3"),
+    ("image_class_labels.txt", lambda b: b.replace(b"4 2\n", b"4 9\n"),
+     r"image_class_labels\.txt line 4: label '9' must be a class number from 1 to 3"),
+    ("image_class_labels.txt", lambda b: b.replace(b"4 2\n", b""),
+     r"image 4 \(train_test_split\.txt line 4\) has no line in .*image_class_labels\.txt"),
+    ("images.txt", lambda b: b"", r"images\.txt is empty"),
+    ("bounding_boxes.txt", lambda b: b.replace(b"4 4.0 3.5", b"4 4.0 x3.5"),
+     r"bounding_boxes\.txt line 4: the box must be four numbers"),
+    ("classes.txt", lambda b: b.replace(b"2 002", b"2 \xff\xfe002"),
+     r"classes\.txt line 2 is not UTF-8 text"),
+    ("train_test_split.txt", lambda b: b.replace(b"4 1\n", b"4 maybe\n"),
+     r"train_test_split\.txt line 4: split flag 'maybe' must be 1 \(train\) or 0 \(test\)"),
+    ("train_test_split.txt", lambda b: b.replace(b"4 1\n", b"four 1\n"),
+     r"train_test_split\.txt line 4: the id 'four' must be a number"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), DAMAGED)
+def test_damaged_annotation_files_name_file_and_line(tmp_path, name, edit, message):
+    root = builders.make_cub(tmp_path, per_class=2, attributes=False)
+    _edit(root, name, edit)
+    with pytest.raises(UserError, match=message) as info:
+        cub(root, "train", crop_bbox=True)
+    assert "\n" not in str(info.value)
+
+
+def test_a_damaged_file_through_the_cli_is_one_line(tmp_path, cli):
+    root = builders.make_cub(tmp_path / "cub", per_class=2, attributes=False)
+    _edit(root, "train_test_split.txt", lambda b: b.replace(b"4 1\n", b"4 maybe\n"))
+    proc = cli("data", "info", "cub", "--data-root", str(root))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and "line 4" in proc.stderr

@@ -79,3 +79,40 @@ def test_without_augmentation_reads_the_test_transform(tree):
     torch.manual_seed(0)
     augmented = [train[i][0] for i in range(len(train))]
     assert any(not torch.equal(a, plain[i][0]) for i, a in enumerate(augmented))  # untouched
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_corrupt_image_in_a_loader_worker_is_one_error_line(tmp_path, workers):
+    from tests.conftest import run_cli
+
+    root = tmp_path / "data"
+    for c, name in enumerate(["cat", "dog"]):
+        for i in range(4):
+            write_image(root / name / f"{i}.png", (36, 36), seed=10 * c + i)
+    (root / "dog" / "2.png").write_bytes(b"not an image at all")
+    proc = run_cli(
+        "train", "classifier", "--dataset", "folder", "--data-root", str(root),
+        "--set", "data.resolution=32", "--set", f"data.num_workers={workers}",
+        "--set", "data.options.test_fraction=0.25", "--set", "classifier.arch=resnet18",
+        "--set", "classifier.epochs=1", "--set", "classifier.batch_size=6",
+        "--set", "classifier.val_fraction=0", "--device", "cpu", "--quiet",
+        "--runs-dir", str(tmp_path / "runs"), "--name", "f",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "2.png" in lines[0], lines
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_named(tmp_path):
+    import os
+
+    write_image(tmp_path / "cat" / "a.png", (30, 20))
+    write_image(tmp_path / "cat" / "b.png", (30, 20))
+    bad = os.fsdecode(b"d\xffg")
+    try:
+        (tmp_path / bad).mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses non-UTF-8 names")
+    write_image(tmp_path / bad / "a.png", (30, 20))
+    with pytest.raises(UserError, match=r"class folder name 'd\\udcffg' .* not valid UTF-8"):
+        folder(tmp_path)

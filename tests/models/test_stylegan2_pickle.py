@@ -243,3 +243,26 @@ def test_architecture_mismatch_names_the_tensors(tmp_path, monkeypatch):
     pkl.write_bytes(pickle.dumps(data))
     with pytest.raises(UserError, match=r"unexpected: mapping\.fc2"):
         convert_pickle(pkl, tmp_path / "G.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        ("shared_reference_bomb", "describes more than 1,000,000 objects"),
+        ("self_referencing_list", "nests deeper than 100 levels"),
+        ("hash_bomb", "a dict key or set element that is not a plain value"),
+    ],
+)
+def test_pickles_with_huge_object_graphs_are_refused_at_once(tmp_path, builder, message):
+    import time
+
+    from tests import hostile
+
+    path = getattr(hostile, builder)(tmp_path / "bomb.pkl")
+    assert path.stat().st_size < 1000
+    start = time.monotonic()
+    proc = run_cli("gan", "convert", str(path), str(tmp_path / "G.safetensors"))
+    assert time.monotonic() - start < 60
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and message in proc.stderr
+    assert not (tmp_path / "G.safetensors").exists()

@@ -238,6 +238,53 @@ def test_resume_is_exact(tmp_path, trained):
         )
 
 
+def test_kill_between_model_files_and_state_resumes_exactly(tmp_path, trained, monkeypatch):
+    """Killed after epoch 3's last/best.safetensors but before its state file: resume repairs the
+    model files from epoch 2's state and ends as the uninterrupted run."""
+    from tests.train.test_viscoin_training import _die_at_state_write
+    from viscoin.utils.checkpoint import checkpoint_step
+
+    cfg, full_run, full_result, _, _ = trained
+    with monkeypatch.context() as patch:
+        _die_at_state_write(patch, classifier_training, call=3)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, "f", cfg)
+    run = RunDir(tmp_path / "f")
+    assert checkpoint_step(run.checkpoints / "last.safetensors", "epoch") == 3
+    _, result, _, _ = train(tmp_path, "f", cfg, resume=True)
+    assert result == {**full_result, "best": str(run.checkpoints / "best.safetensors")}
+    assert without_times(read_metrics(run.metrics)) == without_times(read_metrics(full_run.metrics))
+    for name in ("best.safetensors", "last.safetensors"):
+        ours, theirs = (
+            load_checkpoint(run.checkpoints / name),
+            load_checkpoint(full_run.checkpoints / name),
+        )
+        assert (
+            all(torch.equal(ours[0][k], theirs[0][k]) for k in theirs[0]) and ours[2] == theirs[2]
+        )
+
+
+def test_resume_repairs_model_files_ahead_of_the_state(tmp_path, monkeypatch):
+    """Right after the resume, before any new epoch, last and best are the state's epoch."""
+    from tests.train.test_viscoin_training import _die_at_state_write
+    from viscoin.utils.checkpoint import checkpoint_step
+
+    cfg = tiny_config("classifier.epochs=3", "classifier.val_fraction=0")
+    with monkeypatch.context() as patch:
+        _die_at_state_write(patch, classifier_training, call=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, "f", cfg)
+    run = RunDir(tmp_path / "f")
+    assert checkpoint_step(run.checkpoints / "best.safetensors", "epoch") == 2
+    _, result, _, _ = train(tmp_path, "f", cfg, resume=True, stop_after_epochs=0)
+    assert result["epoch"] == 1
+    for name in ("best.safetensors", "last.safetensors"):
+        assert checkpoint_step(run.checkpoints / name, "epoch") == 1
+    state = classifier_training.load_state(run.checkpoints / "classifier.state.pt")
+    tensors = load_checkpoint(run.checkpoints / "last.safetensors")[0]
+    assert all(torch.equal(tensors[k], state["model"][k]) for k in tensors)
+
+
 def test_resume_refuses_another_val_fraction(tmp_path):
     cfg = tiny_config("classifier.epochs=2")
     train(tmp_path, "f", cfg, stop_after_epochs=1)

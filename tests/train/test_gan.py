@@ -99,6 +99,43 @@ def test_resume_continues_bit_exactly(tmp_path):
     ]
 
 
+def test_kill_between_network_files_and_state_resumes_exactly(tmp_path, monkeypatch):
+    """Killed after step 4's generator/discriminator files but before its state file: resume
+    continues from step 2's state, rewrites the files that ran ahead and ends as the
+    uninterrupted run."""
+    import viscoin.train.gan as gan_training
+    from tests.train.test_viscoin_training import _die_at_state_write
+    from viscoin.utils.checkpoint import checkpoint_step
+
+    straight, _ = train(tmp_path, "straight", 5)
+    with monkeypatch.context() as patch:
+        _die_at_state_write(patch, gan_training, call=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, "killed", 5)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert checkpoint_step(checkpoints / "generator.safetensors") == 4
+    assert load_state(checkpoints / "gan-training.state.pt")["step"] == 2
+    with monkeypatch.context() as patch:  # stop right after the resume: the files are step 2's
+        patch.setattr(gan_training, "InfiniteBatches", _no_batches)
+        with pytest.raises(_Stopped):
+            train(tmp_path, "killed", 5, resume=True)
+    assert checkpoint_step(checkpoints / "discriminator.safetensors") == 2
+    resumed, _ = train(tmp_path, "killed", 5, resume=True)
+    for name in ("generator.safetensors", "discriminator.safetensors"):
+        a, b = load_file(straight / "checkpoints" / name), load_file(resumed / "checkpoints" / name)
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    steps = [(r["step"], r["loss_G"]) for r in read_metrics(resumed / "metrics.jsonl")]
+    assert steps == [(r["step"], r["loss_G"]) for r in read_metrics(straight / "metrics.jsonl")]
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _no_batches(*args, **kwargs):
+    raise _Stopped
+
+
 def test_trained_generator_loads_and_samples(tmp_path):
     run, _ = train(
         tmp_path, "cond", 1, extra=["gan.c_dim=2", "gan.pl_weight=0", "gan.augment=none"]

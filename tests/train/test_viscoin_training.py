@@ -173,6 +173,49 @@ def test_resume_is_bit_exact(tmp_path, parts64):
     _assert_same_weights(straight.core, second.core)
 
 
+def _die_at_state_write(monkeypatch, module, call):
+    """``module.save_state`` raises on its ``call``-th use (1-based), as a kill between a
+    checkpoint's model file and its state file would stop the run."""
+    import viscoin.utils.checkpoint as checkpoint
+
+    calls = []
+
+    def save_state(path, state):
+        calls.append(path)
+        if len(calls) == call:
+            raise KeyboardInterrupt("killed between the two writes")
+        return checkpoint.save_state(path, state)
+
+    monkeypatch.setattr(module, "save_state", save_state)
+
+
+def test_kill_between_model_and_state_writes_resumes_exactly(tmp_path, parts64, monkeypatch):
+    """Killed after step 4's model file but before its state file: resume continues from the
+    state of step 2 (rewriting the model file that ran ahead) and ends where an uninterrupted run
+    does."""
+    import viscoin.train.viscoin as viscoin_training
+    from viscoin.utils.checkpoint import checkpoint_step
+
+    cfg = tiny_config(tmp_path, iterations=6, res=64, dropout=0.5, noise_mode="random",
+                      real_batch=2, fake_batch=2, checkpoint_every=2)  # fmt: skip
+    straight = _trainer(cfg, "straight", parts64, n=8)
+    straight.fit(progress=False)
+
+    with monkeypatch.context() as patch:
+        _die_at_state_write(patch, viscoin_training, call=2)
+        with pytest.raises(KeyboardInterrupt):
+            _trainer(cfg, "killed", parts64, n=8).fit(progress=False)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    assert checkpoint_step(checkpoints / "viscoin.safetensors") == 4  # ran ahead of the state
+    resumed = _trainer(cfg, "killed", parts64, resume=True, n=8)
+    assert resumed.step == 2 and checkpoint_step(checkpoints / "viscoin.safetensors") == 2
+    resumed.fit(progress=False)
+
+    assert _train_losses(straight) == _train_losses(resumed)
+    _assert_same_weights(straight.core, resumed.core)
+    _assert_same_weights(straight.core, load_viscoin(checkpoints / "viscoin.safetensors").core)
+
+
 def test_random_noise_is_seeded_and_reaches_the_images(tmp_path, parts):
     """Random training noise (the default) is a function of the seed and step: two runs give the
     same weights; constant noise gives other losses; another value is refused."""
@@ -398,3 +441,30 @@ def test_ddp_two_processes_match_single_process(tmp_path, parts64):
                 _close(
                     norm_ddp.state_dict()[key], value, f"support_norm.{key}", rtol=1e-5, atol=1e-7
                 )
+
+
+def test_a_moved_runs_folder_still_finds_its_classifier_and_generator(tmp_path, cli):
+    """A tiny run whose f and G lie in the same runs folder; the folder is moved as a whole (the
+    old paths no longer exist): loading, --reference export and --embed export still work."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    classifier, generator = make_parts(runs / "parts")
+    cfg = tiny_config(runs, iterations=1)
+    trainer = _trainer(cfg, "v", (classifier, generator), n=8)
+    trainer.fit(progress=False)
+    images = TinyImages(2, 3).images
+    expected = load_viscoin(trainer.run.checkpoints / "viscoin.safetensors").explain(images)
+    moved = tmp_path / "elsewhere" / "runs"
+    moved.parent.mkdir()
+    shutil.move(str(runs), str(moved))
+    assert not runs.exists()
+
+    loaded = load_viscoin(moved / "v" / "checkpoints" / "viscoin.safetensors")
+    assert torch.equal(loaded.explain(images)["reconstructions"], expected["reconstructions"])
+    for flag in ("--embed", "--reference"):
+        out = tmp_path / f"export{flag}.safetensors"
+        proc = cli("export", str(moved / "v"), str(out), flag)
+        assert proc.returncode == 0, proc.stderr
+        got = load_viscoin(out).explain(images)["reconstructions"]
+        assert torch.equal(got, expected["reconstructions"])

@@ -1,4 +1,3 @@
-import os
 import random
 
 import numpy as np
@@ -61,18 +60,16 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, {"w": torch.ones(2, 2)}, "toy", {"v": 1})
 
-    import safetensors.torch as st
+    from viscoin.utils import io
 
-    real_save = st.save_file
+    real_write = io.write_bytes
 
-    def dying_save(tensors, filename, metadata=None):
+    def dying_save(filename, data):
         # write half a file, then die as a killed process would
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, "r+b") as fh:
-            fh.truncate(os.path.getsize(filename) // 2)
+        real_write(filename, data[: len(data) // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("viscoin.utils.checkpoint.save_file", dying_save)
+    monkeypatch.setattr(io, "write_bytes", dying_save)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"w": torch.zeros(2, 2)}, "toy", {"v": 2})
     tensors, config, _ = load_checkpoint(path, kind="toy")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from viscoin.errors import UserError
+from viscoin.errors import UserError, user_message
 
 # Help texts are plain text: with rich markup, "pip install 'viscoin[data]'" would lose "[data]".
 app = typer.Typer(
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {user_message(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -20,7 +20,7 @@ from viscoin.cli.common import (
     RunsDirOpt,
     SeedOpt,
     SetOpt,
-    build_config,
+    start_config,
 )
 from viscoin.errors import UserError
 
@@ -109,6 +109,10 @@ def sample_images(
             f"--noise-mode must be one of {', '.join(NOISE_MODES)}, not '{noise_mode}'."
         )
     seed_list = parse_seeds(seeds)
+    if out.exists() and not out.is_dir():
+        raise UserError(
+            f"--out {out} is a file; give a folder for the images (it is made if missing)."
+        )
     G = load_generator(generator, device=resolve_device(device or "auto"))
     if G.c_dim == 0 and class_idx is not None:
         typer.echo("warning: --class is ignored: this generator is unconditional", err=True)
@@ -154,9 +158,11 @@ def train_gan_command(
     from viscoin.utils.device import resolve_device
     from viscoin.utils.runs import new_run
 
-    cfg = build_config(
+    cfg, note = start_config(
         config,
         overrides,
+        resume=resume,
+        default_preset=None,
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -167,9 +173,14 @@ def train_gan_command(
     check_augment_config(cfg.gan)  # before any dataset or run directory is made
     check_quality_config(cfg.gan)
     source = None
+    if resume and init_from is not None and init_from != cfg.gan.init_from:
+        raise UserError(
+            f"cannot resume with --init-from {init_from}: the run started from "
+            f"{cfg.gan.init_from or 'fresh networks'} and resumes from its own state."
+        )
     if init_from is not None:
         cfg.gan.init_from = init_from
-    if cfg.gan.init_from:
+    if cfg.gan.init_from and not resume:  # a resumed run's networks come from its state
         source = load_init_source(cfg.gan.init_from)
         changed = apply_init_architecture(cfg.gan, source)
         check_init_resolution(source, cfg.data.resolution)
@@ -184,9 +195,17 @@ def train_gan_command(
     # GANs learn the image distribution itself: no random crops (flips are gan.augment's job).
     train_set = build_dataset(cfg.data, split="train", augment=False)
     run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
-    cfg.save(run.config)
+    if not resume:  # a resume writes it once its state has loaded (train_gan)
+        cfg.save(run.config)
     summary = train_gan(
-        cfg, run, train_set, torch_device, resume=resume, progress=not quiet, init=source
+        cfg,
+        run,
+        train_set,
+        torch_device,
+        resume=resume,
+        progress=not quiet,
+        init=source,
+        started=(lambda: typer.echo(note, err=True)) if note else None,
     )
     typer.echo(
         f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "

@@ -20,14 +20,14 @@ from viscoin.cli.common import (
     RunsDirOpt,
     SeedOpt,
     SetOpt,
-    build_config,
+    start_config,
 )
 from viscoin.errors import UserError
 
 
 @train_app.command("classifier")
 def train_classifier_cmd(
-    config: ConfigOpt = "shapes",
+    config: ConfigOpt = None,
     overrides: SetOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
@@ -59,9 +59,11 @@ def train_classifier_cmd(
         for k, v in (("epochs", epochs), ("lr", lr), ("weights", weights))
         if v is not None
     ]
-    cfg = build_config(
+    cfg, note = start_config(
         config,
         [*(overrides or []), *extra],
+        resume=resume,
+        default_preset="shapes",
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -75,12 +77,22 @@ def train_classifier_cmd(
     run = new_run(
         cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-classifier", resume=resume
     )
-    cfg.save(run.config)
+    if not resume:  # a resume writes it once its state has loaded (train_classifier)
+        cfg.save(run.config)
     train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
     typer.echo(
         f"run directory: {run.path}  ({len(train_set)} train / {len(test_set)} test images, device {dev})"
     )
-    result = train_classifier(cfg, run, train_set, test_set, dev, resume=resume, progress=not quiet)
+    result = train_classifier(
+        cfg,
+        run,
+        train_set,
+        test_set,
+        dev,
+        resume=resume,
+        progress=not quiet,
+        started=(lambda: typer.echo(note, err=True)) if note else None,
+    )
     typer.echo(
         f"done: {result['epoch']} epochs, {summary_line(result)}; best model: {result['best']}"
     )
@@ -163,7 +175,7 @@ def train_viscoin_cmd(
     generator: Annotated[
         str, typer.Option("--generator", help="Generator .safetensors file or its run directory.")
     ],
-    config: ConfigOpt = "shapes",
+    config: ConfigOpt = None,
     overrides: SetOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
@@ -197,9 +209,11 @@ def train_viscoin_cmd(
         extra.append(f"viscoin.iterations={iterations}")
     if batch_size is not None:
         extra += [f"viscoin.real_batch={batch_size}", f"viscoin.fake_batch={batch_size}"]
-    cfg = build_config(
+    cfg, note = start_config(
         config,
         [*(overrides or []), *extra],
+        resume=resume,
+        default_preset="shapes",
         name=name,
         runs_dir=runs_dir,
         device=device,
@@ -217,13 +231,16 @@ def train_viscoin_cmd(
             run = new_run(
                 cfg.run.runs_dir, cfg.run.name, prefix=f"{cfg.data.name}-viscoin", resume=resume
             )
-            cfg.save(run.config)
+            if not resume:  # a resume writes it once its state has loaded (ViscoinTrainer)
+                cfg.save(run.config)
             run_path = str(run.path)
         run = RunDir(broadcast_object(run_path, dist))
         train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
         trainer = ViscoinTrainer(
             cfg, run, classifier_file, generator_file, train_set, test_set, dist, resume
         )
+        if note and dist.is_main:  # once the resumed state and log have loaded
+            typer.echo(note, err=True)
         if dist.is_main:
             typer.echo(
                 f"run directory: {run.path}  (device {dist.device}, {dist.world} process(es))"

@@ -38,30 +38,43 @@ class CUB(ImageFileDataset):
     ) -> None:
         super().__init__(root, split, resolution, augment)
         base = self.base_folder(root)
-        images = _read_table(base / "images.txt")
-        labels = _read_table(base / "image_class_labels.txt")
-        is_train = _read_table(base / "train_test_split.txt")
-        self.classes = [
-            _strip_number(name) for _, name in sorted(_read_table(base / "classes.txt").items())
-        ]
+        images = _Table(base / "images.txt")
+        labels = _Table(base / "image_class_labels.txt")
+        is_train = _Table(base / "train_test_split.txt")
+        classes = _Table(base / "classes.txt")
+        self.classes = [_strip_number(classes[k]) for k in sorted(classes, key=classes.number)]
         wanted = "1" if split == "train" else "0"
-        self.image_ids = sorted((i for i, flag in is_train.items() if flag == wanted), key=int)
+        for i, flag in is_train.items():
+            if flag not in ("0", "1"):
+                raise is_train.error(i, f"split flag {flag!r} must be 1 (train) or 0 (test)")
+        self.image_ids = sorted(
+            (i for i, flag in is_train.items() if flag == wanted), key=is_train.number
+        )
         boxes = None
         if crop_bbox:
-            table = _read_table(require(base / "bounding_boxes.txt", "cub", LAYOUT))
+            require(base / "bounding_boxes.txt", "cub", LAYOUT)
+            table = _Table(base / "bounding_boxes.txt")
             boxes = []
             for i in self.image_ids:
-                x, y, w, h = (float(v) for v in table[i].split())
+                try:
+                    x, y, w, h = (float(v) for v in table.lookup(i, is_train).split())
+                except ValueError:
+                    raise table.error(i, "the box must be four numbers: x y width height") from None
                 boxes.append((x, y, x + w, y + h))
-        self.set_samples(
-            [base / "images" / images[i] for i in self.image_ids],
-            [int(labels[i]) - 1 for i in self.image_ids],
-            boxes,
-        )
+        files, targets = [], []
+        for i in self.image_ids:
+            files.append(base / "images" / images.lookup(i, is_train))
+            label = labels.lookup(i, is_train)
+            if not (label.isdigit() and 1 <= int(label) <= len(self.classes)):
+                raise labels.error(
+                    i, f"label {label!r} must be a class number from 1 to {len(self.classes)}"
+                )
+            targets.append(int(label) - 1)
+        self.set_samples(files, targets, boxes)
         self._attribute_files = self._attribute_files_of(base)
         if self._attribute_files is not None:
-            names = _read_table(self._attribute_files[0])
-            self.attribute_names = [names[k] for k in sorted(names, key=int)]
+            names = _Table(self._attribute_files[0])
+            self.attribute_names = [names[k] for k in sorted(names, key=names.number)]
         self._attributes: torch.Tensor | None = None
 
     @staticmethod
@@ -124,15 +137,49 @@ def _parse_image_attributes(path: Path, image_ids: list[str], count: int) -> tor
     return torch.from_numpy(values)
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    """``id value...`` lines → {id: rest of the line}."""
-    require(path, "cub", LAYOUT)
-    table = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.strip().partition(" ")
-        if key:
-            table[key] = value.strip()
-    return table
+class _Table(dict):
+    """An ``id value...`` file as {id: rest of the line}, remembering each id's line number, so
+    that every problem found in it names the file and the line."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        require(path, "cub", LAYOUT)
+        self.path, self.line_of = path, {}
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise UserError(
+                f"cub: {path} line {line} is not UTF-8 text; the file is damaged: restore it "
+                "from the CUB_200_2011 archive."
+            ) from None
+        for n, line in enumerate(text.splitlines(), 1):
+            key, _, value = line.strip().partition(" ")
+            if key:
+                self[key], self.line_of[key] = value.strip(), n
+        if not self:
+            raise UserError(f"cub: {path} is empty; restore it from the CUB_200_2011 archive.")
+
+    def error(self, key: str, problem: str) -> UserError:
+        return UserError(
+            f"cub: {self.path} line {self.line_of[key]}: {problem}. Fix that line or restore the "
+            "file from the CUB_200_2011 archive."
+        )
+
+    def number(self, key: str) -> int:
+        """``key`` as an integer id (the sort order of the official files)."""
+        if not key.isdigit():
+            raise self.error(key, f"the id {key!r} must be a number")
+        return int(key)
+
+    def lookup(self, key: str, source: _Table) -> str:
+        """The value of image ``key``, which ``source`` lists; a missing line is named."""
+        if key not in self:
+            raise UserError(
+                f"cub: image {key} ({source.path.name} line {source.line_of[key]}) has no line in "
+                f"{self.path}. Restore the file from the CUB_200_2011 archive."
+            )
+        return self[key]
 
 
 def _strip_number(name: str) -> str:

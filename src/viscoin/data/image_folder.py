@@ -84,7 +84,16 @@ class ImageFolder(ImageFileDataset):
 def _class_dirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for path in dirs:
+        try:  # class names go into model files and reports as UTF-8 text
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(
+                f"folder: class folder name {path.name!r} in {folder} is not valid UTF-8; rename "
+                "that folder (class names are stored as text in model files)."
+            ) from None
+    return dirs
 
 
 def _images(folder: Path) -> list[Path]:

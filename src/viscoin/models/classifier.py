@@ -14,7 +14,12 @@ import torchvision
 from torch import nn
 
 from viscoin.errors import UserError
-from viscoin.utils.checkpoint import load_checkpoint, load_state_dict_file, save_checkpoint
+from viscoin.utils.checkpoint import (
+    build_checked,
+    load_checkpoint,
+    load_state_dict_file,
+    save_checkpoint,
+)
 
 KIND = "classifier"
 ARCHS = ("resnet18", "resnet34", "resnet50")
@@ -153,7 +158,6 @@ def save_classifier(
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """A classifier saved by :func:`save_classifier`, in eval mode with frozen weights."""
     tensors, config, extra = load_checkpoint(path, kind=KIND)
-    model = Classifier(**config)
-    model.load_state_dict(tensors)
+    model = build_checked(Classifier, config, tensors, path)
     model.classes = extra.get("classes")
     return model.to(device).eval().requires_grad_(False)

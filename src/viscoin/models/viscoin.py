@@ -10,6 +10,8 @@ or refers to their files by path and SHA-256, so ``viscoin.load(path)`` rebuilds
 from __future__ import annotations
 
 import hashlib
+import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from viscoin.models.classifier import Classifier, load_classifier
 from viscoin.models.concepts import ConceptExtractor
 from viscoin.models.head import ConceptHead
 from viscoin.models.translator import ConceptTranslator, default_mid
-from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
+from viscoin.utils.checkpoint import build_checked, load_checkpoint, save_checkpoint
 
 KIND = "viscoin"
 
@@ -286,9 +288,56 @@ def save_viscoin(
             config[part] = {
                 "embedded": False,
                 "path": str(part_path.resolve()),
+                # from the file's own folder: a runs/ folder moved as a whole still finds it
+                "relative": _relative_to(part_path, Path(path).parent),
                 "sha256": file_sha256(part_path),
             }
     return save_checkpoint(path, tensors, KIND, config, extra)
+
+
+def _relative_to(target: Path, folder: Path) -> str | None:
+    try:
+        return os.path.relpath(target.resolve(), folder.resolve())
+    except ValueError:  # another drive (Windows)
+        return None
+
+
+def part_file(info: dict[str, Any], path: str | Path, part: str) -> Path:
+    """Where a referenced classifier or generator is: first relative to the VisCoIN file's folder
+    (the run, or all runs, moved together), then at the absolute path it was saved with."""
+    candidates = []
+    if info.get("relative"):
+        candidates.append(Path(path).resolve().parent / info["relative"])
+    candidates.append(Path(info["path"]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"{path} refers to its {part} at {' or '.join(map(str, candidates))}, which is missing. "
+        "Put the file back, or re-export the model with the parts embedded "
+        "(viscoin export RUN OUT --embed)."
+    )
+
+
+def _core_from_file(config: dict[str, Any], tensors: dict, path: str | Path) -> ViscoinCore:
+    """Ψ, Θ, Ω of a VisCoIN file, checked against its tensors before they are built."""
+    parts = {"extractor": ConceptExtractor, "head": ConceptHead, "translator": ConceptTranslator}
+    core_config = config.get("core")
+    if not isinstance(core_config, dict) or set(core_config) != set(parts):
+        raise UserError(
+            f"{path}: its 'core' config is not Ψ, Θ, Ω's; the file was edited or damaged."
+        )
+    for name, cls in parts.items():  # unknown keys in one part
+        if not isinstance(core_config[name], dict):
+            raise UserError(f"{path}: its core.{name} config is not a JSON object.")
+        unknown = sorted(set(core_config[name]) - set(inspect.signature(cls).parameters))
+        if unknown:
+            raise UserError(
+                f"{path}: config keys core.{name}.{', '.join(unknown)} are unknown to this "
+                "viscoin; the file was edited or written by a newer viscoin."
+            )
+    sub = {k[5:]: v for k, v in tensors.items() if k.startswith("core.")}
+    return build_checked(ViscoinCore, core_config, sub, path, factory=ViscoinCore.from_config)
 
 
 def load_viscoin(
@@ -299,27 +348,20 @@ def load_viscoin(
     from viscoin.models.stylegan2.generator import build_from_checkpoint
 
     tensors, config, extra = load_checkpoint(path, kind=KIND)
-    core = ViscoinCore.from_config(config["core"])
-    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
+    core = _core_from_file(config, tensors, path)
     parts = {}
     for part, loader in (("classifier", load_classifier), ("generator", load_generator)):
         info = config[part]
         if info["embedded"]:
             sub = {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
             if part == "classifier":
-                model = Classifier(**info["config"])
-                model.load_state_dict(sub)
+                model = build_checked(Classifier, info["config"], sub, path)
                 model.classes = info["extra"].get("classes")
             else:
                 model = build_from_checkpoint(Generator, info["config"], sub, path)
             parts[part] = model
         else:
-            ref = Path(info["path"])
-            if not ref.is_file():
-                raise UserError(
-                    f"{path} refers to its {part} at {ref}, which is missing. Put the file back, or "
-                    "re-export the model with the parts embedded (viscoin export RUN OUT --embed)."
-                )
+            ref = part_file(info, path, part)
             if check_hashes and file_sha256(ref) != info["sha256"]:
                 raise UserError(
                     f"the {part} file {ref} changed since {path} was saved (SHA-256 differs). "
@@ -341,12 +383,6 @@ def export_viscoin(source: str | Path, out: str | Path, embed: bool = True) -> P
                 f"{source} already embeds its {' and '.join(embedded)}; it cannot be re-referenced."
             )
         return save_checkpoint(out, tensors, KIND, config, extra)
-    core = ViscoinCore.from_config(config["core"])
-    core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
-    for part in ("classifier", "generator"):
-        ref = Path(config[part]["path"])
-        if not ref.is_file():
-            raise UserError(f"{source} refers to its {part} at {ref}, which is missing.")
-    return save_viscoin(
-        out, core, config["classifier"]["path"], config["generator"]["path"], embed, extra
-    )
+    core = _core_from_file(config, tensors, source)
+    refs = {part: part_file(config[part], source, part) for part in ("classifier", "generator")}
+    return save_viscoin(out, core, refs["classifier"], refs["generator"], embed, extra)

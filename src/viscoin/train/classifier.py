@@ -13,6 +13,7 @@ checkpoint's test accuracy (and the last epoch's) is one ``split="test"`` record
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from viscoin.train.sampling import (
     step_generator,
     validation_split,
 )
-from viscoin.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
+from viscoin.utils.checkpoint import (
+    checkpoint_step,
+    load_state,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 STATE_FILE = "classifier.state.pt"
@@ -117,6 +124,7 @@ def train_classifier(
     resume: bool = False,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train on ``train_set`` less its validation part, keep the best epoch by validation accuracy,
     then test that checkpoint once.
@@ -126,7 +134,8 @@ def train_classifier(
     epoch's; None without validation), ``train_images``, ``val_images``, ``best`` (its path) and,
     once the last epoch is done, ``test_accuracy`` / ``test_loss`` of the best checkpoint and
     ``last_test_accuracy`` of the last epoch's model. ``stop_after_epochs`` stops early (as an
-    interruption would): no test then.
+    interruption would): no test then. ``started`` is called once the run has started (a resume:
+    its state and log loaded).
     """
     from tqdm import tqdm
 
@@ -141,6 +150,7 @@ def train_classifier(
     optimizer = _optimizer(model, cfg)
     # best_val: the best epoch's validation accuracy (None: no validation, or no epoch yet)
     start_epoch, best_epoch, best_val = 0, 0, None
+    best: tuple[dict | None, dict | None] = (None, None)  # the best epoch's weights and metadata
     logger = MetricsLogger(run.metrics)
     logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
     batch = min(c.batch_size, len(fit_set))
@@ -159,13 +169,17 @@ def train_classifier(
                 f"split, not {c.val_fraction}; resume it with --set "
                 f"classifier.val_fraction={state['val_fraction']}."
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        _load(model, optimizer, state, run)
         start_epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
         best_val = state["best_val_acc"]
+        best = (state.get("best_model"), state.get("best_info"))
         set_rng_state(state["rng"])
+        _repair_checkpoints(run, model, classes, start_epoch, best)
         # the test record is written once, after the last epoch: a resumed run writes it anew
         logger.truncate_after(start_epoch * steps_per_epoch, drop_splits=("test",))
+        cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
+    if started is not None:
+        started()
     val_loader = (
         build_loader(
             cfg.data,
@@ -263,6 +277,9 @@ def train_classifier(
             }
         if best_epoch == epoch + 1:
             save_classifier(model, run.checkpoints / "best.safetensors", classes, info)
+            best = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, info)
+        # the state file is written last, the commit record of the epoch: it holds every weight
+        # the files above hold, so a kill between the writes is repaired on resume
         save_state(
             run.checkpoints / STATE_FILE,
             {
@@ -271,6 +288,8 @@ def train_classifier(
                 "epoch": epoch + 1,
                 "best_epoch": best_epoch,
                 "best_val_acc": best_val,
+                "best_model": best[0],
+                "best_info": best[1],
                 "val_fraction": c.val_fraction,
                 "rng": rng_state(),
             },
@@ -304,6 +323,38 @@ def train_classifier(
             print(summary_line(result))
     logger.close()
     return result
+
+
+def _load(model: Classifier, optimizer: torch.optim.Optimizer, state: dict, run: RunDir) -> None:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(
+            f"cannot resume from {run.checkpoints / STATE_FILE}: it does not match this "
+            f"configuration's classifier ({str(exc).strip().splitlines()[0][:200]}). Resume with "
+            "the run's own config (config.yaml)."
+        ) from None
+
+
+def _repair_checkpoints(
+    run: RunDir,
+    model: Classifier,
+    classes: list[str],
+    epoch: int,
+    best: tuple[dict | None, dict | None],
+) -> None:
+    """Rewrite ``last``/``best.safetensors`` from the resume state when they are not the state's
+    (a run stopped between an epoch's model files and its state file): the files on disk are
+    then those of the epoch training continues from."""
+    if checkpoint_step(run.checkpoints / "last.safetensors", "epoch") != epoch:
+        save_classifier(model, run.checkpoints / "last.safetensors", classes, {"epoch": epoch})
+    weights, info = best
+    path = run.checkpoints / "best.safetensors"
+    if weights is not None and info is not None and checkpoint_step(path, "epoch") != info["epoch"]:
+        best_model = build_classifier(model.arch, len(classes), "none")
+        best_model.load_state_dict(weights)
+        save_classifier(best_model, path, classes, info)
 
 
 def _diverged(run: RunDir, step: int, quantity: str, epochs_saved: int) -> None:

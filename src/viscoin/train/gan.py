@@ -17,7 +17,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from viscoin.train.gan_init import (
 )
 from viscoin.train.gan_quality import QualityMonitor, check_quality_config
 from viscoin.utils.checkpoint import (
+    checkpoint_step,
     load_state,
     read_metadata,
     rng_state,
@@ -367,10 +368,13 @@ def _best_distance(run: RunDir, key: str, step: int) -> float:
 def save_snapshot(
     state: GanState, run: RunDir, cfg: Config, classes: list[str] | None, grid: tuple
 ) -> None:
-    """Generator (EMA), discriminator, resume state and a sample grid, each written atomically."""
-    extra = _snapshot_extra(state, cfg, classes)
-    save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
-    save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
+    """Generator (EMA), discriminator, resume state and a sample grid, each written atomically.
+
+    The state file comes after the model files: it is the snapshot's commit record (it holds
+    G_ema and D too), so a run stopped between the writes resumes from the previous state and
+    :func:`_repair_snapshot` rewrites the model files that ran ahead of it.
+    """
+    _save_networks(state, run, cfg, classes)
     save_state(
         run.checkpoints / STATE_FILE,
         {
@@ -394,14 +398,32 @@ def save_snapshot(
     )
 
 
+def _save_networks(state: GanState, run: RunDir, cfg: Config, classes: list[str] | None) -> None:
+    extra = _snapshot_extra(state, cfg, classes)
+    save_generator(state.G_ema, run.checkpoints / GENERATOR_FILE, extra=extra)
+    save_discriminator(state.D, run.checkpoints / DISCRIMINATOR_FILE, extra=extra)
+
+
+def _repair_snapshot(state: GanState, run: RunDir, cfg: Config, classes: list[str] | None) -> None:
+    """After a resume: the generator and discriminator files are the resumed state's."""
+    files = (run.checkpoints / GENERATOR_FILE, run.checkpoints / DISCRIMINATOR_FILE)
+    if any(checkpoint_step(path) != state.step for path in files):
+        _save_networks(state, run, cfg, classes)
+
+
 def _restore(state: GanState, path: Path, device: torch.device) -> None:
     saved = load_state(path, map_location=device)
+    # the config's learning rates win over the saved ones (a resume may lower gan.lr)
+    lrs = [[group["lr"] for group in opt.param_groups] for opt in (state.opt_G, state.opt_D)]
     try:
         state.G.load_state_dict(saved["G"])
         state.D.load_state_dict(saved["D"])
         state.G_ema.load_state_dict(saved["G_ema"])
         state.opt_G.load_state_dict(saved["opt_G"])
         state.opt_D.load_state_dict(saved["opt_D"])
+        for opt, values in zip((state.opt_G, state.opt_D), lrs, strict=True):
+            for group, lr in zip(opt.param_groups, values, strict=True):
+                group["lr"] = lr
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(
             f"cannot resume from {path}: it does not match this configuration's networks "
@@ -424,6 +446,7 @@ def train_gan(
     resume: bool = False,
     progress: bool = True,
     init: InitSource | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
 
@@ -437,7 +460,7 @@ def train_gan(
     g = cfg.gan
     check_augment_config(g)
     check_quality_config(g)
-    if init is None and g.init_from:
+    if init is None and g.init_from and not resume:  # a resume's networks come from its state
         init = load_init_source(g.init_from)
     if init is not None:
         apply_init_architecture(g, init)
@@ -457,7 +480,9 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(cfg, run, dataset, device, resume, img_channels, classes, progress, init)
+        return _train(
+            cfg, run, dataset, device, resume, img_channels, classes, progress, init, started
+        )
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
@@ -583,6 +608,7 @@ def _train(
     classes: list[str] | None,
     progress: bool = True,
     init: InitSource | None = None,
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     g = cfg.gan
     seed_everything(cfg.run.seed)
@@ -590,7 +616,11 @@ def _train(
     logger = MetricsLogger(run.metrics)
     if resume:
         _restore(state, run.checkpoints / STATE_FILE, device)
+        _repair_snapshot(state, run, cfg, classes)
         logger.truncate_after(state.step)
+        cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
+    if started is not None:  # called once the run has started (a resume: state and log loaded)
+        started()
 
     total_steps = max(1, round(g.kimg * 1000 / g.batch_size))
     loader = DataLoader(

@@ -52,6 +52,7 @@ from viscoin.train.sampling import (
 )
 from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers, to_device
 from viscoin.utils.checkpoint import (
+    checkpoint_step,
     load_checkpoint,
     load_state,
     rng_state,
@@ -281,6 +282,8 @@ class ViscoinTrainer:
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
         if resume:
             self.logger.truncate_after(self.step)
+            if dist.is_main:  # the resumed run's settings, once its state and log have loaded
+                cfg.save(run.config)
         self.logger.enable_tensorboard(run.path / "tensorboard")  # when tensorboard is installed
 
     def _check_compatible(self, train_set: Dataset) -> None:
@@ -300,15 +303,48 @@ class ViscoinTrainer:
     # -- state ---------------------------------------------------------------------------------
 
     def _load_state(self) -> None:
+        """Resume from the state file, the commit record of a checkpoint: it holds Ψ, Θ, Ω, the
+        optimisers, the step and the RNG. The model file is written just before it; if a run was
+        stopped between the two, the model file is ahead of the state and is rewritten from it."""
+        state_file = self.run.checkpoints / STATE_FILE
+        state = load_state(state_file, map_location="cpu")
+        step = int(state["step"])
         model_file = self.run.checkpoints / MODEL_FILE
-        tensors, _config, _extra = load_checkpoint(model_file, kind="viscoin")
-        self.core.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("core.")})
-        state = load_state(self.run.checkpoints / STATE_FILE, map_location="cpu")
-        self.opt_concepts.load_state_dict(state["opt_concepts"])
-        self.opt_translator.load_state_dict(state["opt_translator"])
-        self.step = int(state["step"])
+        if "core" in state:
+            core_state = state["core"]
+        else:  # a state written before it held the weights: the model file must be its pair
+            tensors, _config, extra = load_checkpoint(model_file, kind="viscoin")
+            if extra.get("step") != step:
+                raise UserError(
+                    f"{model_file} is from step {extra.get('step')} but {state_file} from step "
+                    f"{step}: the run was stopped between its two checkpoint writes, and this "
+                    "older checkpoint format cannot be repaired. Start the run anew."
+                )
+            core_state = {k[5:]: v for k, v in tensors.items() if k.startswith("core.")}
+        try:
+            self.core.load_state_dict(core_state)
+            self.opt_concepts.load_state_dict(state["opt_concepts"])
+            self.opt_translator.load_state_dict(state["opt_translator"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(
+                f"cannot resume from {state_file}: it does not match this configuration's "
+                f"Ψ, Θ, Ω ({str(exc).strip().splitlines()[0][:200]}). Resume with the run's own "
+                "config (config.yaml)."
+            ) from None
+        self.step = step
         self.elapsed = float(state.get("elapsed", 0.0))
         set_rng_state(state["rng"])
+        if self.dist.is_main and checkpoint_step(model_file) != step:
+            self._save_model()  # the pair on disk is consistent again before training goes on
+
+    def _save_model(self) -> None:
+        save_viscoin(
+            self.run.checkpoints / MODEL_FILE,
+            self.core,
+            self.classifier_path,
+            self.generator_path,
+            extra={"step": self.step, "classes": getattr(self.train_set, "classes", None)},
+        )
 
     def check_finite(self, weights: bool = False) -> None:
         """Raise :class:`TrainingDiverged` if a step so far had a non-finite loss (or, with
@@ -341,22 +377,19 @@ class ViscoinTrainer:
         )
 
     def save(self) -> None:
-        """Model file then state file, both atomic, once the weights and every loss since the
-        last check are finite (else :class:`TrainingDiverged`); only rank 0 writes."""
+        """One checkpoint: the model file, then the state file (the commit record, holding the
+        weights too), both atomic, once the weights and every loss since the last check are
+        finite (else :class:`TrainingDiverged`); only rank 0 writes. A kill between the two
+        writes leaves the previous state, which resume continues from."""
         self.check_finite(weights=True)
         self.saved_step = self.step
         if not self.dist.is_main:
             return
-        save_viscoin(
-            self.run.checkpoints / MODEL_FILE,
-            self.core,
-            self.classifier_path,
-            self.generator_path,
-            extra={"step": self.step, "classes": getattr(self.train_set, "classes", None)},
-        )
+        self._save_model()
         save_state(
             self.run.checkpoints / STATE_FILE,
             {
+                "core": self.core.state_dict(),
                 "opt_concepts": self.opt_concepts.state_dict(),
                 "opt_translator": self.opt_translator.state_dict(),
                 "step": self.step,

@@ -12,6 +12,7 @@ plain containers, and turns every failure into a :class:`UserError` naming the f
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -20,10 +21,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from viscoin.errors import UserError
-from viscoin.utils.io import atomic_write
+from viscoin.utils.io import atomic_write_bytes
 
 FORMAT_VERSION = "1"
 
@@ -48,7 +50,8 @@ def save_checkpoint(
         "viscoin.config": json.dumps(dict(config), sort_keys=True),
         "viscoin.extra": json.dumps(dict(extra or {}), sort_keys=True),
     }
-    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+    # serialised in memory, then written by Python: a full disk is an OSError (one clear message)
+    atomic_write_bytes(path, safetensors_bytes(flat, metadata=metadata))
     return path
 
 
@@ -81,6 +84,17 @@ def checkpoint_kind(path: str | Path) -> str:
     return read_metadata(path)["viscoin.kind"]
 
 
+def checkpoint_step(path: str | Path, key: str = "step") -> int | None:
+    """The step stamp (``viscoin.extra[key]``) of a model file; None when the file is missing,
+    unreadable or unstamped. Resume compares it with the state file's step."""
+    try:
+        extra = json.loads(read_metadata(path).get("viscoin.extra", "{}"))
+    except (UserError, ValueError):
+        return None
+    value = extra.get(key) if isinstance(extra, dict) else None
+    return value if type(value) is int else None
+
+
 def load_checkpoint(
     path: str | Path, kind: str | tuple[str, ...] | None = None, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
@@ -89,6 +103,7 @@ def load_checkpoint(
     If ``kind`` is given and the file holds another kind of model, a :class:`UserError` names both.
     """
     metadata = read_metadata(path)
+    _check_version(metadata, Path(path))
     found = metadata["viscoin.kind"]
     wanted = (kind,) if isinstance(kind, str) else kind
     if wanted is not None and found not in wanted:
@@ -102,9 +117,115 @@ def load_checkpoint(
         raise UserError(
             f"{path} is a damaged safetensors file ({exc}). Give a complete checkpoint."
         ) from None
-    config = json.loads(metadata.get("viscoin.config", "{}"))
-    extra = json.loads(metadata.get("viscoin.extra", "{}"))
+    config = _json_object(metadata, "viscoin.config", path)
+    extra = _json_object(metadata, "viscoin.extra", path)
     return tensors, config, extra
+
+
+def _check_version(metadata: Mapping[str, str], path: Path) -> None:
+    version = metadata.get("viscoin.version", FORMAT_VERSION)
+    if not (isinstance(version, str) and version.isdigit()):
+        raise UserError(f"{path}: format version {version!r} is not a number; the file is damaged.")
+    if int(version) > int(FORMAT_VERSION):
+        raise UserError(
+            f"{path} is in model format {version}, written by a newer viscoin; this one reads "
+            f"format {FORMAT_VERSION} and older. Upgrade viscoin (pip install -U viscoin)."
+        )
+
+
+def _json_object(metadata: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(metadata.get(key, "{}"))
+    except (json.JSONDecodeError, TypeError):
+        value = None
+    if not isinstance(value, dict):
+        raise UserError(
+            f"{path}: its '{key}' metadata is not a JSON object; the file was edited or damaged. "
+            "Give a file written by viscoin."
+        )
+    return value
+
+
+# Every number in a model's config is bounded before the model is built: a hand-edited 10^12
+# would otherwise make a constructor loop or allocate without end. Real configs stay far below.
+CONFIG_NUMBER_LIMIT = 2**16
+
+
+def _check_numbers(value: Any, where: str, path: Path) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_numbers(v, f"{where}.{k}" if where else str(k), path)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_numbers(v, f"{where}[{i}]", path)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_number(value, where, path)
+
+
+def _check_number(value: float, where: str, path: Path) -> None:
+    if not (math.isfinite(value) and abs(value) <= CONFIG_NUMBER_LIMIT):
+        raise UserError(
+            f"{path}: config value {where}={value!r} is out of range (at most "
+            f"{CONFIG_NUMBER_LIMIT} in size); the file was edited or damaged."
+        )
+
+
+def build_checked(
+    cls: type[torch.nn.Module],
+    config: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor],
+    path: str | Path,
+    factory: Any = None,
+) -> torch.nn.Module:
+    """``cls(**config)`` (or ``factory(config)``) with ``tensors`` loaded strictly, checked first.
+
+    Before anything is allocated: every number in ``config`` is bounded, its keys are the
+    constructor's (``cls`` without ``factory``), and the module is built on the ``meta`` device
+    (no memory) so that its state dict's names and shapes can be compared with ``tensors``. A wrong
+    shape (a transposed tensor, a class count that disagrees with the weights), a missing or extra
+    tensor, or a config the constructor rejects is a :class:`UserError` naming the file.
+    """
+    import inspect
+
+    path = Path(path)
+    if not isinstance(config, Mapping):
+        raise UserError(f"{path}: the model config is not a JSON object; the file is damaged.")
+    _check_numbers(config, "", path)
+    build = (lambda: factory(dict(config))) if factory is not None else (lambda: cls(**config))
+    if factory is None:
+        accepted = inspect.signature(cls).parameters
+        unknown = sorted(set(config) - set(accepted))
+        if unknown:
+            raise UserError(
+                f"{path}: config keys {', '.join(unknown)} are unknown to this viscoin's "
+                f"{cls.__name__}; the file was edited or written by a newer viscoin."
+            )
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except Exception as exc:  # the constructor's own checks: TypeError, ValueError, ZeroDivision...
+        raise UserError(
+            f"{path}: cannot rebuild {cls.__name__} from its config ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); the file was edited or damaged."
+        ) from None
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+            for label, names in (("missing", missing), ("unexpected", unexpected))
+            if names
+        ]
+        parts += [f"{k} is {found[k]}, the config needs {expected[k]}" for k in wrong[:3]]
+        raise UserError(
+            f"{path}: its weights do not match the {cls.__name__} its config describes "
+            f"({'; '.join(parts)}); the file was edited or damaged."
+        )
+    module = build()
+    module.load_state_dict(dict(tensors), strict=True)
+    return module
 
 
 def load_weights_file(
@@ -153,8 +274,12 @@ def load_state_dict_file(path: str | Path, what: str, fix: str) -> dict[str, tor
 
 def save_state(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Atomically write resume state (optimiser state dicts, RNG states, counters)."""
+    import io
+
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(dict(state), tmp))
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

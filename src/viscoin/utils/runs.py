@@ -1,10 +1,16 @@
 """Run directories: ``runs/<name>/`` with ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``,
 ``figures/``. Every command writes inside a run directory, never into the current directory.
+
+A training command opens its run with :func:`new_run`, which checks the name (one folder name,
+never a path), takes the run lock (:mod:`viscoin.utils.lock`) and removes the temporary files a
+killed write left. ``metrics.jsonl`` is read strictly (:func:`read_metrics`): a torn last line
+(a crash mid-write) is dropped with a warning, a damaged line before it is an error naming it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,21 +53,45 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
+def check_run_name(name: str) -> str:
+    """A run name is one folder name inside ``runs_dir``: no path separator, not ``.``/``..``."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\", "\0"))
+        or name != name.strip()
+    )
+    if bad:
+        raise UserError(
+            f"--name {name!r} is not a run name: give one folder name without '/', '\\' or "
+            "'..' (the run goes to runs_dir/NAME; use --runs-dir to put it elsewhere)."
+        )
+    return name
+
+
 def new_run(runs_dir: str | Path, name: str | None, prefix: str, resume: bool = False) -> RunDir:
-    """Create (or reopen, with ``resume``) ``runs_dir/name``.
+    """Create (or reopen, with ``resume``) ``runs_dir/name`` and take its lock.
 
     Without a name, ``<prefix>-<YYYYmmdd-HHMMSS>`` is used. A non-empty existing run is only
-    reopened with ``resume``; otherwise the user is told to resume or pick another name.
+    reopened with ``resume``; otherwise the user is told to resume or pick another name. The lock
+    (:func:`viscoin.utils.lock.lock_run`) is held until the process ends; once it is held, the
+    temporary files of writes a kill interrupted are removed.
     """
-    name = name or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from viscoin.utils.io import remove_stale_temporaries
+    from viscoin.utils.lock import LOCK_NAME, lock_run
+
+    name = check_run_name(name or f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
     run = RunDir(Path(runs_dir) / name)
-    if run.path.exists() and any(run.path.iterdir()) and not resume:
+    if not resume and run.path.exists() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
         raise UserError(
             f"run directory {run.path} already exists. Pass --resume to continue it, "
             "or choose another --name."
         )
     if resume and not run.path.exists():
         raise UserError(f"cannot resume: run directory {run.path} does not exist.")
+    run.path.mkdir(parents=True, exist_ok=True)
+    lock_run(run.path)
+    remove_stale_temporaries(run.path, run.checkpoints, run.figures)
     return run.create()
 
 
@@ -92,10 +122,15 @@ class MetricsLogger:
             return
         record = {"step": int(step), "split": split, "time": round(time.time(), 3)}
         record.update({k: _jsonable(v) for k, v in values.items()})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+                fh.flush()
+        except OSError as exc:
+            from viscoin.utils.io import write_failure
+
+            raise write_failure(self.path, exc) from None
         if self._tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
@@ -133,16 +168,48 @@ class MetricsLogger:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file; a torn last line (crash mid-write) is skipped."""
+    """All records of a ``metrics.jsonl`` file.
+
+    A torn last line (a crash or a full disk mid-write) is dropped with a warning on stderr; a line
+    before it that is not a JSON record with an integer ``step`` is a :class:`UserError` naming
+    the line: records after it cannot be trusted to be in order.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
     records = []
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+        record = _record(line)
+        if record is not None:
+            records.append(record)
+        elif number == len(lines):
+            print(
+                f"warning: {path} line {number} is an incomplete record (a write was cut "
+                "short); it is ignored",
+                file=sys.stderr,
+            )
+        else:
+            raise UserError(
+                f"{path} line {number} is not a metrics record ({line[:60]!r}); the file is "
+                "damaged. Delete that line (or the lines from it on) and run again."
+            )
     return records
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or type(record.get("step")) is not int:
+        return None
+    return record
 
 
 def _jsonable(value: Any) -> Any:

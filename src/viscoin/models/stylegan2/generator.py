@@ -19,7 +19,7 @@ from viscoin.data.transforms import to_uint8
 from viscoin.errors import UserError
 from viscoin.models.stylegan2.mapping import MappingNetwork
 from viscoin.models.stylegan2.synthesis import SynthesisNetwork
-from viscoin.utils.checkpoint import load_checkpoint, save_checkpoint
+from viscoin.utils.checkpoint import build_checked, load_checkpoint, save_checkpoint
 
 GENERATOR_KIND = "stylegan2.generator"
 
@@ -134,19 +134,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
 def build_from_checkpoint(
     cls: type[nn.Module], config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], path: Any
 ) -> nn.Module:
-    """``cls(**config)`` with ``tensors`` loaded strictly; a mismatch is a :class:`UserError`."""
-    try:
-        module = cls(**config)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{path}: cannot rebuild {cls.__name__} from its config ({exc}).") from None
-    try:
-        module.load_state_dict(dict(tensors), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise UserError(
-            f"{path}: weights do not match the {cls.__name__} described by its config "
-            f"({' '.join(first[:3])[:300]}). The file may be corrupt."
-        ) from None
+    """``cls(**config)`` with ``tensors`` loaded strictly; the config is checked against the
+    tensors before anything is allocated (:func:`viscoin.utils.checkpoint.build_checked`)."""
+    module = build_checked(cls, config, tensors, path)
     return module
 
 

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,19 +44,102 @@ class PersistentRecord:
 
 
 class EasyDictRecord(dict):
-    """Stands in for ``dnnlib.util.EasyDict`` (a dict with attribute access) while unpickling."""
+    """Stands in for ``dnnlib.util.EasyDict`` (a dict with attribute access) while unpickling.
+
+    Built empty by ``NEWOBJ`` then filled by ``SETITEMS`` (keys checked there), or from its
+    items, whose keys are checked here."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(_flat_mapping(dict)(items))
 
 
 def _persistent_record(meta: Any) -> PersistentRecord:
     if not isinstance(meta, Mapping) or meta.get("type") != "class":
         raise pickle.UnpicklingError("persistent object without a 'class' meta record")
     state = meta.get("state")
+    class_name, module_src = meta.get("class_name"), meta.get("module_src", "")
+    if not isinstance(class_name, str) or not isinstance(module_src, str):
+        raise pickle.UnpicklingError("persistent object whose class name or source is not text")
     return PersistentRecord(
-        class_name=str(meta.get("class_name")),
+        class_name=class_name,
         state=dict(state) if isinstance(state, Mapping) else {},
-        version=meta.get("version"),
-        module_src=str(meta.get("module_src", "")),
+        version=meta.get("version") if isinstance(meta.get("version"), int) else None,
+        module_src=module_src,
     )
+
+
+# -- bounds: a small pickle can describe a huge object graph ---------------------------------------
+# Shared references (the memo) let a few hundred bytes describe a list nested 40 levels deep with
+# 2^40 paths through it, or a list that contains itself. Anything that walks such a graph (str(),
+# hashing a nested tuple, converting arguments) would run out of memory, time or stack. Keys are
+# kept flat while unpickling; the result is walked once, bounded, before anything else reads it.
+MAX_DEPTH = 100  # nesting levels (a real network pickle has about 20)
+MAX_VISITS = 1_000_000  # objects reached, shared references counted every time they are reached
+_ATOMS = (str, bytes, int, float, bool, type(None))
+
+
+class PickleTooComplex(pickle.UnpicklingError):
+    """The pickle's object graph is beyond :data:`MAX_DEPTH` / :data:`MAX_VISITS`."""
+
+
+def _flat_key(key: Any) -> Any:
+    """A dict key or set element must hash in bounded time: an atom or a short tuple of atoms."""
+    if isinstance(key, _ATOMS) or (
+        isinstance(key, tuple) and len(key) <= 8 and all(isinstance(k, _ATOMS) for k in key)
+    ):
+        return key
+    raise PickleTooComplex("a dict key or set element that is not a plain value")
+
+
+def _flat_set(items: Any = ()) -> set:
+    return {_flat_key(k) for k in _bounded_items(items)}
+
+
+def _flat_frozenset(items: Any = ()) -> frozenset:
+    return frozenset(_flat_set(items))
+
+
+def _bounded_items(items: Any) -> list:
+    if not isinstance(items, (list, tuple, set, frozenset)):
+        raise pickle.UnpicklingError("a set built from something other than a list")
+    return list(items)
+
+
+def _flat_mapping(cls: type) -> Callable[..., Any]:
+    def build(items: Any = ()) -> Any:
+        pairs = list(items.items()) if isinstance(items, Mapping) else _bounded_items(items)
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+            raise pickle.UnpicklingError(f"{cls.__name__} built from something other than pairs")
+        return cls((_flat_key(k), v) for k, v in pairs)
+
+    return build
+
+
+def _numpy_dtype(spec: Any, *flags: Any) -> Any:
+    if not isinstance(spec, str):
+        raise pickle.UnpicklingError("a numpy dtype that is not a plain type name")
+    return np.dtype(spec, *[bool(f) for f in flags[:2]])
+
+
+def check_graph(root: Any) -> None:
+    """Walk ``root`` (iteratively) and raise :class:`PickleTooComplex` past the bounds."""
+    stack, visits = [(root, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        visits += 1
+        if visits > MAX_VISITS:
+            raise PickleTooComplex(f"it describes more than {MAX_VISITS:,} objects")
+        if depth > MAX_DEPTH:
+            raise PickleTooComplex(f"it nests deeper than {MAX_DEPTH} levels (or contains itself)")
+        if isinstance(value, Mapping):
+            children = [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            children = list(value)
+        elif isinstance(value, PersistentRecord):
+            children = [value.state]
+        else:  # tensors, arrays, text, numbers, dtypes: leaves
+            continue
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _load_storage_from_bytes(data: bytes) -> Any:
@@ -122,18 +205,18 @@ _NUMPY_FROMBUFFER = _numpy_attr("numpy._core.numeric._frombuffer", "numpy.core.n
 
 # (module, name) as written in the pickle stream → what it resolves to. Anything else is refused.
 ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "frozenset"): frozenset,
+    ("collections", "OrderedDict"): _flat_mapping(collections.OrderedDict),
+    ("builtins", "set"): _flat_set,
+    ("builtins", "frozenset"): _flat_frozenset,
+    ("__builtin__", "set"): _flat_set,
+    ("__builtin__", "frozenset"): _flat_frozenset,
     ("_codecs", "encode"): _latin1_encode,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _numpy_dtype,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy.core.multiarray", "scalar"): _NUMPY_SCALAR,
     ("numpy._core.multiarray", "scalar"): _NUMPY_SCALAR,
@@ -151,8 +234,49 @@ class RefusedGlobal(pickle.UnpicklingError):
     """The pickle names something outside the allow-list."""
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the names in :data:`ALLOWED`."""
+def _build_keys(self: Any) -> list:
+    # BUILD's state: a dict, or (dict, slot dict); their keys become attribute names
+    state = self.stack[-1]
+    parts = state if isinstance(state, tuple) else (state,)
+    return [k for part in parts if isinstance(part, dict) for k in part]
+
+
+def _checked_keys(load: Callable[[Any], None], keys: Callable[[Any], list]) -> Callable:
+    """Wrap one opcode of Python's unpickler: the keys it is about to hash are checked first."""
+
+    def run(self: Any) -> None:
+        for key in keys(self):
+            _flat_key(key)
+        load(self)
+
+    return run
+
+
+class SafeUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only the names in :data:`ALLOWED` and hashes only flat keys.
+
+    Python's own (pure-Python) unpickler, so that the opcodes that hash a key (``SETITEM(S)``,
+    ``DICT``, ``ADDITEMS``, ``FROZENSET``, ``BUILD``) can check it first; the C one cannot be
+    hooked there.
+    """
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.SETITEM[0]] = _checked_keys(
+        pickle._Unpickler.load_setitem, lambda self: [self.stack[-2]]
+    )
+    dispatch[pickle.SETITEMS[0]] = _checked_keys(
+        pickle._Unpickler.load_setitems, lambda self: self.stack[0::2]
+    )
+    dispatch[pickle.DICT[0]] = _checked_keys(
+        pickle._Unpickler.load_dict, lambda self: self.stack[0::2]
+    )
+    dispatch[pickle.ADDITEMS[0]] = _checked_keys(
+        pickle._Unpickler.load_additems, lambda self: list(self.stack)
+    )
+    dispatch[pickle.FROZENSET[0]] = _checked_keys(
+        pickle._Unpickler.load_frozenset, lambda self: list(self.stack)
+    )
+    dispatch[pickle.BUILD[0]] = _checked_keys(pickle._Unpickler.load_build, _build_keys)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -172,7 +296,18 @@ def read_network_pickle(path: str | Path) -> Any:
     try:
         with open(path, "rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation notices
-            return SafeUnpickler(fh).load()
+            data = SafeUnpickler(fh).load()
+        check_graph(data)
+        return data
+    except PickleTooComplex as exc:
+        raise UserError(
+            f"refused to load {path}: {exc}, which a StyleGAN2-ADA network pickle never does "
+            f"(a crafted file). {NOTHING_RUN}"
+        ) from None
+    except RecursionError:
+        raise UserError(
+            f"refused to load {path}: it nests too deep to read (a crafted file). {NOTHING_RUN}"
+        ) from None
     except RefusedGlobal as exc:
         raise UserError(
             f"refused to load {path}: it asks for '{exc}', which a StyleGAN2-ADA network pickle "
