@@ -339,11 +339,28 @@ class Classifier(nn.Module):
         return self.backbone(self.normalise(images))
 
     @torch.no_grad()
-    def feature_shapes(self, resolution: int) -> list[tuple[int, int, int]]:
+    def feature_shapes(
+        self, resolution: int, for_concepts: bool = True
+    ) -> list[tuple[int, int, int]]:
         """(C, H, W) of each map for square ``resolution`` px images, measured once by a dummy
-        forward (eval mode); checks the class count and that Ψ's 3 × 3 maps are resolvable."""
-        if resolution in self._shapes:
-            return self._shapes[resolution]
+        forward (eval mode); checks the class count and, ``for_concepts``, that some map is at
+        least 3 × 3 (Ψ's concept maps)."""
+        if resolution not in self._shapes:
+            self._shapes[resolution] = self._measure(resolution)
+        shapes = self._shapes[resolution]
+        if for_concepts and max(min(h, w) for _, h, w in shapes) < MIN_MAP_SIZE:
+            listed = ", ".join(
+                f"{n} {h}×{w}" for n, (_, h, w) in zip(self.layers, shapes, strict=True)
+            )
+            raise UserError(
+                f"at {resolution} px the feature maps of {self.arch} are too small for Ψ's 3×3 "
+                f"concept maps ({listed}): at least one must be 3×3 or larger. Raise "
+                "data.resolution (or classifier.input_size), or choose earlier layers."
+            )
+        return shapes
+
+    def _measure(self, resolution: int) -> list[tuple[int, int, int]]:
+        """One forward of a zero image (1, 3, R, R) in eval mode → the maps' (C, H, W)."""
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
@@ -367,18 +384,7 @@ class Classifier(nn.Module):
                 f"classifier {self.arch} gives {logits.shape[-1]} logits, not num_classes="
                 f"{self.num_classes}."
             )
-        shapes = [(int(m.shape[1]), int(m.shape[2]), int(m.shape[3])) for m in maps]
-        if max(min(h, w) for _, h, w in shapes) < MIN_MAP_SIZE:
-            listed = ", ".join(
-                f"{n} {h}×{w}" for n, (_, h, w) in zip(self.layers, shapes, strict=True)
-            )
-            raise UserError(
-                f"at {resolution} px the feature maps of {self.arch} are too small for Ψ's 3×3 "
-                f"concept maps ({listed}): at least one must be 3×3 or larger. Raise "
-                "data.resolution (or classifier.input_size), or choose earlier layers."
-            )
-        self._shapes[resolution] = shapes
-        return shapes
+        return [(int(m.shape[1]), int(m.shape[2]), int(m.shape[3])) for m in maps]
 
     def config(self) -> dict[str, Any]:
         """What rebuilds this classifier: the constructor keywords stored in its file."""

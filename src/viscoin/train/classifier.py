@@ -154,8 +154,8 @@ def train_classifier(
         input_size=c.input_size,
         options=c.options,
     ).to(device)
-    # the forward runs at this resolution and its maps suit Ψ, before any epoch is spent
-    model.feature_shapes(cfg.data.resolution)
+    # the forward runs at this resolution (and the layers give maps), before any epoch is spent
+    model.feature_shapes(cfg.data.resolution, for_concepts=False)
     optimizer = _optimizer(model, cfg)
     # best_val: the best epoch's validation accuracy (None: no validation, or no epoch yet)
     start_epoch, best_epoch, best_val = 0, 0, None
