@@ -195,7 +195,7 @@ def test_unknown_layers_are_refused_with_the_available_ones():
     with pytest.raises(UserError) as info:
         Classifier("torchvision:efficientnet_b0", 3, layers=["features.3", "features.33", "layer4"])
     message = str(info.value)
-    assert "no layer features.33, layer4" in message
+    assert "no layer features.33, layer4 (close: features.3" in message
     assert "features.8" in message and "classifier" in message
     assert "more)" not in message or message.count(",") < 40  # shortened, not every module
 
