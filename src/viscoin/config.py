@@ -50,8 +50,24 @@ class DataConfig:
 class ClassifierConfig:
     """The classifier f and its fine-tuning."""
 
-    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50
-    weights: str = "none"  # none | imagenet | path to a .pth/.safetensors state dict
+    # the architecture: resnet18 | resnet34 | resnet50 (the short names of earlier versions) |
+    # torchvision:NAME (any torchvision classification model, e.g. torchvision:efficientnet_b0) |
+    # timm:NAME (needs the timm extra: pip install 'viscoin[timm]', e.g. timm:convnext_tiny)
+    arch: str = "resnet50"
+    # none (random) | imagenet (short names only: torchvision's download) | path to a state dict
+    # of the architecture (.safetensors, or .pt/.pth holding only tensors); never downloads otherwise
+    weights: str = "none"
+    # constructor keywords of the architecture, e.g. classifier.options.img_size=64 for a timm ViT
+    options: dict[str, Any] = field(default_factory=dict)
+    # module names (model.named_modules()) whose outputs Ψ reads, e.g. [layer2, layer3, layer4];
+    # None: the family's default (the last three stages; three blocks of a transformer)
+    layers: list[str] | None = None
+    # f's input normalisation of images in [0, 1]; None: the model's own (timm's pretrained_cfg,
+    # torchvision's weights meta), else ImageNet's
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    # images are resized to input_size × input_size before f; None: f sees data.resolution
+    input_size: int | None = None
     epochs: int = 30
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-4
@@ -325,7 +341,9 @@ def apply_overrides(config: Config, overrides: typing.Sequence[str], check: bool
             section.options = {**section.options, ".".join(parts[2:]): value}
             continue
         if len(parts) > 2:
-            raise UserError(f"override '{item}': only data.options.* may be nested")
+            raise UserError(
+                f"override '{item}': only data.options.* and classifier.options.* may be nested"
+            )
         _set_field(section, parts[0], parts[1], value, "--set")
     if check:
         validate(config)
@@ -372,6 +390,10 @@ def _check_classifier(c: ClassifierConfig, p: list) -> None:
     _above(p, "classifier.lr_gamma", c.lr_gamma, 0)
     _at_least(p, "classifier.batch_size", c.batch_size, 1)
     _unit(p, "classifier.val_fraction", c.val_fraction)  # 0: no validation part
+    if c.input_size is not None:
+        _at_least(p, "classifier.input_size", c.input_size, 1)
+    if c.std is not None and min(c.std) <= 0:
+        p.append(("classifier.std", list(c.std), "three values above 0"))
 
 
 def _check_gan(c: GanConfig, p: list) -> None:
@@ -528,6 +550,12 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise bad
         return tuple(_coerce(v, a, name, source) for v, a in zip(value, args, strict=True))
+    if origin is list:
+        if isinstance(value, str):  # a,b,c
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(v, args[0], name, source) for v in value] if args else list(value)
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise bad

@@ -16,8 +16,9 @@ from viscoin.models.translator import ConceptTranslator, default_mid
 )
 def test_extractor_shapes_any_resnet_and_resolution(arch, resolution):
     f = Classifier(arch, 5).eval()
+    shapes = f.feature_shapes(resolution)
     psi = ConceptExtractor(
-        f.stage_channels, Classifier.stage_sizes(resolution), n_concepts=6, channels=8
+        [c for c, _, _ in shapes], [h for _, h, _ in shapes], n_concepts=6, channels=8
     )
     _, maps = f.forward_features(torch.randn(2, 3, resolution, resolution))
     concept_maps, support = psi(maps)

@@ -326,3 +326,34 @@ def test_cli_refuses_a_bad_val_fraction(tmp_path, fraction):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: classifier.val_fraction must be at least 0 and below 1")
     assert not (tmp_path / "f").exists()  # refused before the run directory is made
+
+
+@pytest.mark.parametrize(
+    "arch, options",
+    [
+        ("torchvision:mobilenet_v3_small", []),
+        ("timm:convnext_atto", ["classifier.options.dims=[8, 16, 24, 32]"]),
+    ],
+)
+def test_any_architecture_trains_and_is_saved_by_name(tmp_path, arch, options):
+    """classifier.arch names any torchvision or timm model; the file rebuilds it with the
+    layers, normalisation and options it was trained with, and starts from a local state dict."""
+    if arch.startswith("timm:"):
+        pytest.importorskip("timm")
+    cfg = tiny_config(
+        f"classifier.arch={arch}", "classifier.epochs=1", "classifier.val_fraction=0",
+        "data.resolution=32", "classifier.layers=[" + ("features.8" if "mobilenet" in arch else "stages.2") + "]",
+        *options,
+    )  # fmt: skip
+    run, _, _, _ = train(tmp_path, "f", cfg)
+    f = load_classifier(run.checkpoints / "best.safetensors")
+    assert f.arch == arch and f.num_classes == 10 and len(f.layers) == 1
+    assert f.config()["options"] == ({"dims": [8, 16, 24, 32]} if options else {})
+    # its weights fine-tune a new run, the head replaced for another class count
+    from viscoin.models.classifier import build_classifier, save_classifier
+
+    g = build_classifier(arch, 4, str(run.checkpoints / "best.safetensors"), options=f.options)
+    assert g.num_classes == 4
+    kept = [k for k in f.backbone.state_dict() if not k.startswith(("classifier.3", "head.fc"))]
+    assert all(torch.equal(f.backbone.state_dict()[k], g.backbone.state_dict()[k]) for k in kept)
+    save_classifier(g, tmp_path / "g.safetensors")

@@ -24,6 +24,15 @@ from viscoin.cli.common import (
 )
 from viscoin.errors import UserError
 
+LayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layers",
+        help="Comma-separated module names of f whose outputs Ψ reads (classifier.layers), "
+        "e.g. layer2,layer3,layer4; default: the last three stages of known families.",
+    ),
+]
+
 
 @train_app.command("classifier")
 def train_classifier_cmd(
@@ -43,12 +52,26 @@ def train_classifier_cmd(
     ] = None,
     weights: Annotated[
         str | None,
-        typer.Option("--weights", help="none | imagenet | PATH to a torchvision state dict."),
+        typer.Option(
+            "--weights", help="none | imagenet | PATH to a state dict of the architecture."
+        ),
     ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Overrides classifier.arch: resnet18|resnet34|resnet50, torchvision:NAME, timm:NAME.",
+        ),
+    ] = None,
+    layers: LayersOpt = None,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune the classifier f. Example: viscoin train classifier --config cub --data-root data/cub"""
+    """Fine-tune the classifier f. Example: viscoin train classifier --config cub --data-root data/cub
+
+    Any torchvision or timm classifier: --arch torchvision:efficientnet_b0 (or timm:convnext_tiny,
+    with the timm extra installed), weights from a local file with --weights PATH.
+    """
     from viscoin.data import build_dataset
     from viscoin.train.classifier import check_config, summary_line, train_classifier
     from viscoin.utils.device import resolve_device, seed_everything
@@ -56,7 +79,13 @@ def train_classifier_cmd(
 
     extra = [
         f"classifier.{k}={v}"
-        for k, v in (("epochs", epochs), ("lr", lr), ("weights", weights))
+        for k, v in (
+            ("epochs", epochs),
+            ("lr", lr),
+            ("weights", weights),
+            ("arch", arch),
+            ("layers", layers),
+        )
         if v is not None
     ]
     cfg, note = start_config(
@@ -170,7 +199,12 @@ def _run_config(run_dir: Path, config, overrides, **flags):
 @train_app.command("viscoin")
 def train_viscoin_cmd(
     classifier: Annotated[
-        str, typer.Option("--classifier", help="Classifier .safetensors file or its run directory.")
+        str,
+        typer.Option(
+            "--classifier",
+            help="Classifier .safetensors file or its run directory, or an architecture "
+            "(torchvision:NAME, timm:NAME) with its weights in classifier.weights=PATH.",
+        ),
     ],
     generator: Annotated[
         str, typer.Option("--generator", help="Generator .safetensors file or its run directory.")
@@ -190,17 +224,26 @@ def train_viscoin_cmd(
         int | None,
         typer.Option("--batch-size", help="Real images per step (and as many generated)."),
     ] = None,
+    layers: LayersOpt = None,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train Ψ, Θ, Ω of VisCoIN against a frozen classifier and generator.
 
     Example: viscoin train viscoin --config cub --classifier runs/cub-f --generator G.safetensors
+    Any torchvision/timm classifier: --classifier timm:convnext_tiny --set classifier.weights=f.pt
     Under torchrun (torchrun --nproc-per-node 8 -m viscoin train viscoin ...) the global batch is kept.
     """
     from viscoin.data import build_dataset
-    from viscoin.train.distributed import broadcast_object, init_distributed, shutdown
-    from viscoin.train.viscoin import ViscoinTrainer, format_summary, resolve_model_file
+    from viscoin.train.distributed import barrier, broadcast_object, init_distributed, shutdown
+    from viscoin.train.viscoin import (
+        ViscoinTrainer,
+        classifier_file,
+        format_summary,
+        is_architecture,
+        resolve_model_file,
+        wrap_classifier,
+    )
     from viscoin.utils.device import seed_everything
     from viscoin.utils.runs import RunDir, new_run
 
@@ -209,6 +252,8 @@ def train_viscoin_cmd(
         extra.append(f"viscoin.iterations={iterations}")
     if batch_size is not None:
         extra += [f"viscoin.real_batch={batch_size}", f"viscoin.fake_batch={batch_size}"]
+    if layers is not None:
+        extra.append(f"classifier.layers={layers}")
     cfg, note = start_config(
         config,
         [*(overrides or []), *extra],
@@ -221,7 +266,13 @@ def train_viscoin_cmd(
         data_root=data_root,
         dataset=dataset,
     )
-    classifier_file = resolve_model_file(classifier, "best.safetensors", "classifier")
+    named = is_architecture(classifier)
+    if named:
+        from viscoin.models.classifier import parse_arch
+
+        parse_arch(classifier)
+    else:
+        f_file = classifier_file(classifier)
     generator_file = resolve_model_file(generator, "generator.safetensors", "generator")
     dist = init_distributed(cfg.run.device)
     try:
@@ -236,8 +287,13 @@ def train_viscoin_cmd(
             run_path = str(run.path)
         run = RunDir(broadcast_object(run_path, dist))
         train_set, test_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "test")
+        if named:  # the architecture and its weights, written into the run as a classifier file
+            f_file = run.path / "classifier.safetensors"
+            if dist.is_main:
+                wrap_classifier(classifier, cfg, list(train_set.classes), f_file)
+            barrier(dist)
         trainer = ViscoinTrainer(
-            cfg, run, classifier_file, generator_file, train_set, test_set, dist, resume
+            cfg, run, f_file, generator_file, train_set, test_set, dist, resume
         )
         if note and dist.is_main:  # once the resumed state and log have loaded
             typer.echo(note, err=True)

@@ -1,6 +1,6 @@
 """The VisCoIN ensemble: frozen classifier f and generator G around the trained Ψ, Θ, Ω.
 
-    x ─f→ stage maps ─Ψ→ (Φ, Φ') ─Θ→ g(x)            the interpretable prediction
+    x ─f→ feature maps ─Ψ→ (Φ, Φ') ─Θ→ g(x)            the interpretable prediction
                               └─Ω→ w⁺ ─G.synthesis→ x̃  the reconstruction / visualisation
 
 One safetensors file (kind ``viscoin``) holds Ψ, Θ, Ω and their configs, and either embeds f and G
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from viscoin.errors import UserError
-from viscoin.models.classifier import Classifier, load_classifier
+from viscoin.models.classifier import Classifier, classifier_from_checkpoint, load_classifier
 from viscoin.models.concepts import ConceptExtractor
 from viscoin.models.head import ConceptHead
 from viscoin.models.translator import ConceptTranslator, default_mid
@@ -114,9 +114,14 @@ def build_core(
     translator_input_norm: str = "second_moment",
 ) -> ViscoinCore:
     """Fresh Ψ, Θ, Ω sized for ``classifier`` at ``resolution`` and for ``generator``'s W⁺ space;
-    w̄ is copied from the generator's ``mapping.w_avg``."""
+    Ψ's inputs are the channels and sizes of f's feature maps, measured by one forward at
+    ``resolution``; w̄ is copied from the generator's ``mapping.w_avg``."""
+    shapes = classifier.feature_shapes(resolution)
     extractor = ConceptExtractor(
-        classifier.stage_channels, Classifier.stage_sizes(resolution), n_concepts, channels
+        [c for c, _, _ in shapes],
+        [h if h == w else [h, w] for _, h, w in shapes],
+        n_concepts,
+        channels,
     )
     head = ConceptHead(n_concepts, classifier.num_classes, dropout)
     num_ws = generator.num_ws
@@ -270,11 +275,13 @@ def save_viscoin(
     generator_path: str | Path,
     embed: bool = False,
     extra: dict[str, Any] | None = None,
+    classifier_layers: list[str] | None = None,
 ) -> Path:
     """Write Ψ, Θ, Ω (prefix ``core.``) and the references to f and G.
 
     With ``embed`` the classifier and generator tensors are stored too (prefixes ``classifier.`` and
-    ``generator.``) with their configs, and the file stands alone.
+    ``generator.``) with their configs, and the file stands alone. ``classifier_layers``: the
+    layers of f that Ψ reads when they are not the ones stored in the classifier file.
     """
     tensors = {f"core.{k}": v for k, v in core.state_dict().items()}
     config: dict[str, Any] = {"core": core.config()}
@@ -292,6 +299,8 @@ def save_viscoin(
                 "relative": _relative_to(part_path, Path(path).parent),
                 "sha256": file_sha256(part_path),
             }
+    if classifier_layers:
+        config["classifier"]["layers"] = list(classifier_layers)
     return save_checkpoint(path, tensors, KIND, config, extra)
 
 
@@ -350,12 +359,16 @@ def load_viscoin(
     tensors, config, extra = load_checkpoint(path, kind=KIND)
     core = _core_from_file(config, tensors, path)
     parts = {}
-    for part, loader in (("classifier", load_classifier), ("generator", load_generator)):
+    layers = config["classifier"].get("layers")  # f's layers Ψ reads, when not the file's own
+    for part, loader in (
+        ("classifier", lambda ref: load_classifier(ref, layers=layers)),
+        ("generator", load_generator),
+    ):
         info = config[part]
         if info["embedded"]:
             sub = {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
             if part == "classifier":
-                model = build_checked(Classifier, info["config"], sub, path)
+                model = classifier_from_checkpoint(info["config"], sub, path, layers)
                 model.classes = info["extra"].get("classes")
             else:
                 model = build_from_checkpoint(Generator, info["config"], sub, path)
@@ -385,4 +398,7 @@ def export_viscoin(source: str | Path, out: str | Path, embed: bool = True) -> P
         return save_checkpoint(out, tensors, KIND, config, extra)
     core = _core_from_file(config, tensors, source)
     refs = {part: part_file(config[part], source, part) for part in ("classifier", "generator")}
-    return save_viscoin(out, core, refs["classifier"], refs["generator"], embed, extra)
+    return save_viscoin(
+        out, core, refs["classifier"], refs["generator"], embed, extra,
+        config["classifier"].get("layers"),
+    )  # fmt: skip

@@ -302,7 +302,10 @@ def model_overview(model: Viscoin, analytics: ConceptAnalytics) -> list[tuple[st
     classifier = model.classifier
     dead = int(analytics.dead.sum())
     return [
-        ("classifier f", f"{getattr(classifier, 'arch', type(classifier).__name__)}"),
+        (
+            "classifier f",
+            f"{getattr(classifier, 'arch', None) or type(getattr(classifier, 'backbone', classifier)).__name__}",
+        ),
         ("classes", f"{analytics.n_classes}"),
         ("concepts K", f"{model.n_concepts} ({model.n_concepts - dead} alive, {dead} dead)"),
         (

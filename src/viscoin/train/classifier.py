@@ -24,7 +24,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from viscoin.config import Config
 from viscoin.errors import TrainingDiverged, UserError
-from viscoin.models.classifier import Classifier, build_classifier, load_classifier, save_classifier
+from viscoin.models.classifier import (
+    Classifier,
+    build_classifier,
+    load_classifier,
+    parse_arch,
+    save_classifier,
+)
 from viscoin.train.sampling import (
     ResumableBatchSampler,
     SeededDataset,
@@ -53,6 +59,7 @@ def check_config(cfg: Config) -> None:
         )
     if c.epochs < 1:
         raise UserError(f"classifier.epochs must be at least 1, got {c.epochs}")
+    parse_arch(c.arch)  # an unknown architecture string, before the run directory is made
 
 
 def classifier_split(train_set: Any, cfg: Config) -> tuple[Subset, Subset | None]:
@@ -146,7 +153,18 @@ def train_classifier(
     classes = list(train_set.classes)
     fit_set, val_set = classifier_split(train_set, cfg)
     torch.manual_seed(cfg.run.seed)
-    model = build_classifier(c.arch, len(classes), c.weights).to(device)
+    model = build_classifier(
+        c.arch,
+        len(classes),
+        c.weights,
+        layers=c.layers,
+        mean=c.mean,
+        std=c.std,
+        input_size=c.input_size,
+        options=c.options,
+    ).to(device)
+    # the forward runs at this resolution (and the layers give maps), before any epoch is spent
+    model.feature_shapes(cfg.data.resolution, for_concepts=False)
     optimizer = _optimizer(model, cfg)
     # best_val: the best epoch's validation accuracy (None: no validation, or no epoch yet)
     start_epoch, best_epoch, best_val = 0, 0, None

@@ -184,6 +184,52 @@ def resolve_model_file(path: str | Path, default_name: str, what: str) -> Path:
     return path
 
 
+def is_architecture(spec: str | Path) -> bool:
+    """Whether ``--classifier`` names an architecture (``torchvision:NAME``, ``timm:NAME``)."""
+    return str(spec).startswith(("torchvision:", "timm:"))
+
+
+def classifier_file(spec: str | Path) -> Path:
+    """``--classifier``: a classifier file or a run directory holding ``checkpoints/best.safetensors``."""
+    path = resolve_model_file(spec, "best.safetensors", "classifier")
+    if path.suffix != ".safetensors":
+        raise UserError(
+            f"{path} is not a viscoin classifier file (.safetensors). For a state dict of a "
+            "torchvision or timm architecture, name the architecture and the file: "
+            f"--classifier torchvision:NAME (or timm:NAME) --set classifier.weights={path}"
+        )
+    return path
+
+
+def wrap_classifier(arch: str, cfg: Config, classes: list[str], out: Path) -> Path:
+    """``--classifier torchvision:NAME|timm:NAME``: that architecture for ``classes``, with the
+    weights of ``classifier.weights`` (a local file: nothing is downloaded) and the layers,
+    normalisation, input size and options of the ``classifier`` config, written to ``out`` as a
+    classifier file."""
+    from viscoin.models.classifier import build_classifier, save_classifier
+
+    c = cfg.classifier
+    if c.weights in ("none", "", None, "imagenet"):
+        raise UserError(
+            f"--classifier {arch} needs the trained weights as a local file: --set "
+            "classifier.weights=PATH (a state dict of the architecture, .safetensors or .pt). "
+            "viscoin downloads nothing here."
+        )
+    model = build_classifier(
+        arch,
+        len(classes),
+        c.weights,
+        layers=c.layers,
+        mean=c.mean,
+        std=c.std,
+        input_size=c.input_size,
+        options=c.options,
+        new_head=False,
+    )
+    model.feature_shapes(cfg.data.resolution)  # fails here, before the file is written
+    return save_classifier(model, out, list(classes), {"weights": str(c.weights)})
+
+
 class ViscoinTrainer:
     """Owns the models, optimisers, data stream and run directory of one training run."""
 
@@ -206,7 +252,7 @@ class ViscoinTrainer:
         device = dist.device
         self.device = device
         self.classifier_path, self.generator_path = classifier_path, generator_path
-        self.classifier = load_classifier(classifier_path, device)
+        self.classifier = load_classifier(classifier_path, device, layers=cfg.classifier.layers)
         self.generator = load_generator(generator_path, device)
         self._check_compatible(train_set)
         self.train_set, self.test_set = train_set, test_set
@@ -344,6 +390,7 @@ class ViscoinTrainer:
             self.classifier_path,
             self.generator_path,
             extra={"step": self.step, "classes": getattr(self.train_set, "classes", None)},
+            classifier_layers=self.cfg.classifier.layers,
         )
 
     def check_finite(self, weights: bool = False) -> None:
