@@ -216,7 +216,13 @@ def test_a_file_that_is_no_classifier_is_refused(tmp_path):
         load_classifier(path)
     foreign = tmp_path / "foreign.safetensors"
     save_checkpoint(foreign, {"w": torch.zeros(1)}, "classifier", {"arch": "resnet18", "x": 1})
+    with pytest.raises(UserError, match="config keys x are unknown"):
+        load_classifier(foreign)
+    save_checkpoint(foreign, {"w": torch.zeros(1)}, "classifier", {"num_classes": 3})
     with pytest.raises(UserError, match="not a classifier file viscoin can rebuild"):
+        load_classifier(foreign)
+    save_checkpoint(foreign, {"w": torch.zeros(1)}, "classifier", {"arch": "resnet18"})
+    with pytest.raises(UserError, match="weights do not match"):
         load_classifier(foreign)
 
 
