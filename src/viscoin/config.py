@@ -227,7 +227,8 @@ def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
     batch = max(min(gpus · min(4096 // res, 32), 64), gpus); minibatch-std group =
     min(batch // gpus, 4); channel base 32768 from 512 px, 16384 below; lr 0.002 from 1024 px,
     0.0025 below; R1 γ = 0.0002 · res² / batch; EMA half-life batch · 10 / 32 kimg, ramp-up 0.05;
-    a 2-layer mapping network.
+    a 2-layer mapping network; path-length regularisation of weight 2 every 4 steps (its loss's
+    default, which ``--cfg auto`` keeps; G's Adam then gets the lazy lr/betas rescaling by 4/5).
     """
     if resolution < 4:
         raise UserError(f"gan.resolution={resolution}: StyleGAN2 needs at least 4 px.")
@@ -242,6 +243,8 @@ def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
         "ema_kimg": batch * 10 / 32,
         "ema_rampup": 0.05,
         "mapping_layers": 2,
+        "pl_weight": 2.0,
+        "pl_interval": 4,
     }
 
 
