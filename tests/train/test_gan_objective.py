@@ -3,7 +3,7 @@
 Tiny networks on CPU, no augmentation: each phase's gradients are compared with those of the
 formula (non-saturating logistic loss, R1 with its γ/2 and lazy gain), each phase must step only
 its own network, z must reach the synthesis with and without style mixing, and the 'auto' preset
-must regularise path lengths as StyleGAN2-ADA's ``--cfg auto`` does.
+must regularise path lengths as StyleGAN2-ADA's ``--cfg auto`` does, and TF32 follows ``gan.tf32``.
 """
 
 import copy
@@ -14,7 +14,15 @@ import torch.nn.functional as F
 
 from viscoin.config import GanConfig, load_config
 from viscoin.models.stylegan2.layers import MinibatchStdLayer
-from viscoin.train.gan import GanLoss, GanState, _new_state, _phase, build_networks, lazy_adam
+from viscoin.train.gan import (
+    GanLoss,
+    GanState,
+    _new_state,
+    _phase,
+    build_networks,
+    lazy_adam,
+    set_cuda_precision,
+)
 
 
 def tiny(**overrides) -> GanConfig:
@@ -164,3 +172,17 @@ def test_auto_preset_regularises_path_lengths_with_the_lazy_adam():
     group = lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval).param_groups[0]
     assert group["lr"] == pytest.approx(0.0025 * 4 / 5)  # StyleGAN2-ADA's G: 0.002
     assert group["betas"] == pytest.approx((0.0, 0.99**0.8))
+
+
+def test_tf32_follows_the_config():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        for on in (True, False):
+            set_cuda_precision(tiny(tf32=on))
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+                on,
+                on,
+            )
+        assert load_config(None, ["gan.preset=auto"]).gan.tf32 is False  # as StyleGAN2-ADA
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
