@@ -9,6 +9,18 @@ image D sees (real and generated, in D's loss, inside R1 and in G's loss) goes t
 pipeline of :mod:`viscoin.train.augment`, whose p is tuned from E[sign D(real)] (``ada``) or fixed.
 Resuming is exact: models, optimisers, p and its statistics, RNG states and the data position are
 all restored.
+
+Where this loop departs from StyleGAN2-ADA's ``training_loop.py`` / ``loss.py`` (the phases'
+gradients are otherwise the official ones, ``tests/train/test_gan_objective.py``):
+
+* ``w_avg`` (the mapping's running mean w, VisCoIN's w̄) moves once per step, in D's main phase
+  (StyleGAN3's convention); StyleGAN2-ADA also moves it in G's main and path-length phases.
+* G's Adam lr/betas get the lazy-regularisation rescaling only when path lengths are regularised
+  (``gan.pl_weight`` > 0); StyleGAN2-ADA rescales G's by 4/5 even with a zero path-length weight.
+* The networks compute in float32 unless ``gan.num_fp16_res`` says otherwise, without
+  ``conv_clamp`` unless set (``--cfg auto``: float16 in the 4 highest resolutions, clamp 256);
+  TF32 only with ``gan.tf32``.
+* The ADA pipeline is this package's own (:mod:`viscoin.train.augment` lists how it differs).
 """
 
 from __future__ import annotations
@@ -84,6 +96,14 @@ def build_networks(g: GanConfig, img_channels: int, c_dim: int) -> tuple[Generat
         **common,
     )
     return G, D
+
+
+def set_cuda_precision(g: GanConfig) -> None:
+    """cuDNN autotuning on; TF32 matrix products and convolutions only with ``gan.tf32``
+    (StyleGAN2-ADA trains with TF32 off)."""
+    torch.backends.cuda.matmul.allow_tf32 = g.tf32
+    torch.backends.cudnn.allow_tf32 = g.tf32
+    torch.backends.cudnn.benchmark = True
 
 
 def lazy_adam(
@@ -473,9 +493,7 @@ def train_gan(
         )
     img_channels, classes = _dataset_info(dataset, g)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        set_cuda_precision(g)
     # Early in training some activations and Adam moments are denormal floats, which CPUs process
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
