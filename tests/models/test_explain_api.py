@@ -115,7 +115,10 @@ def test_out_of_range_and_malformed_inputs_are_refused(model, tmp_path):
         with pytest.raises(viscoin.UserError, match=message):
             model.explain(bad)
     (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(viscoin.UserError, match="cannot decode .*notes.png"):
+    with pytest.raises(
+        viscoin.UserError,
+        match=r"cannot decode .*notes.png as an image: the file is corrupt or not an image \(PNG",
+    ):
         model.explain([good, tmp_path / "notes.png"])
     with pytest.raises(viscoin.UserError, match="top_k must be an integer from 1 to 6"):
         model.explain(good, top_k=7)
