@@ -20,6 +20,7 @@ def test_help_lists_commands():
         "export",
         "to-pickle",
         "concept-heatmaps",
+        "explain",
     ):
         assert command in proc.stdout
 

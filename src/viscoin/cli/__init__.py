@@ -60,7 +60,17 @@ app.add_typer(test_app, name="test")
 
 def _register() -> None:
     # Importing a command module registers its commands on the apps above.
-    from viscoin.cli import config_cmd, data, demo, evaluate, gan, info, interpret, train  # noqa: F401
+    from viscoin.cli import (  # noqa: F401
+        config_cmd,
+        data,
+        demo,
+        evaluate,
+        explain,
+        gan,
+        info,
+        interpret,
+        train,
+    )
 
 
 _register()

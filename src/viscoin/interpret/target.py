@@ -96,6 +96,35 @@ def resolve_target(
     return Target(model_file=model_file, cfg=cfg, out_dir=out_dir, run=run, name=name)
 
 
+def resolve_model_file(
+    target: str | Path, out: str | Path | None = None, folder: str = "explain"
+) -> tuple[Path, Path]:
+    """The model file of a run directory or a bundle, and where outputs go, with no dataset
+    needed: ``out``, else ``RUN/<folder>`` (also for a checkpoint inside a run), else
+    ``<bundle stem>-<folder>`` beside a bundle file."""
+    path = Path(target)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise UserError(f"{path} is not a .safetensors model file or a run directory.")
+        inside_run = (
+            path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file()
+        )
+        default = (
+            path.parent.parent / folder if inside_run else path.with_name(f"{path.stem}-{folder}")
+        )
+        return path, Path(out) if out else default
+    if not path.exists() and path.suffix == ".safetensors":
+        raise UserError(f"model file not found: {path}")
+    run = open_run(path)
+    model_file = run.checkpoints / MODEL_FILE
+    if not model_file.is_file():
+        raise UserError(
+            f"{run.path} has no checkpoints/{MODEL_FILE}. Give a VisCoIN run directory "
+            "(made by 'viscoin train viscoin') or an exported .safetensors file."
+        )
+    return model_file, Path(out) if out else run.path / folder
+
+
 def load_target_model(target: Target, device: Any = "cpu") -> Viscoin:
     """The ensemble of ``target`` on ``device``, eval mode; a bundle's data resolution is taken
     from its generator."""

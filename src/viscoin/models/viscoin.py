@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from viscoin.errors import UserError
 from viscoin.models.classifier import Classifier, classifier_from_checkpoint, load_classifier
 from viscoin.models.concepts import ConceptExtractor
 from viscoin.models.head import ConceptHead
+from viscoin.models.inputs import ImageInput, prepare_images
 from viscoin.models.translator import ConceptTranslator, default_mid
 from viscoin.utils.checkpoint import build_checked, load_checkpoint, save_checkpoint
 
@@ -56,6 +59,51 @@ class ViscoinOutput:
     support: torch.Tensor
     activations: torch.Tensor
     w_plus: torch.Tensor
+
+
+@dataclass
+class Explanation:
+    """What :meth:`Viscoin.explain` gives for a batch of B images, K concepts, C classes.
+
+    ``images`` (B, 3, R, R): the inputs as the model saw them, in [−1, 1] (resized and
+    center-cropped when they came as files or PIL images).
+    ``f_logits``, ``g_logits`` (B, C): the classifier f and the interpretable head g = Θ(Φ(x));
+    ``f_probs``, ``g_probs`` (B, C): their softmax; ``f_classes``, ``g_classes`` (B,): the
+    predicted class indices and ``f_names``, ``g_names`` (B lists) their names.
+    ``activations`` a (B, K); ``concept_maps`` Φ (B, K, 3, 3); ``relevance`` r (B, K) in [−1, 1]
+    for g's predicted class (:meth:`Viscoin.relevance`).
+    ``top_concepts`` (B, k) long: each image's k most relevant concepts, most relevant first;
+    ``top_relevance`` (B, k): their relevance.
+    ``reconstructions`` x̃ (B, 3, R, R) in about [−1, 1].
+
+    Item access by field name (``explanation["relevance"]``) works as on a dict.
+    """
+
+    images: torch.Tensor
+    f_logits: torch.Tensor
+    g_logits: torch.Tensor
+    f_probs: torch.Tensor
+    g_probs: torch.Tensor
+    f_classes: torch.Tensor
+    g_classes: torch.Tensor
+    f_names: list[str]
+    g_names: list[str]
+    activations: torch.Tensor
+    concept_maps: torch.Tensor
+    relevance: torch.Tensor
+    top_concepts: torch.Tensor
+    top_relevance: torch.Tensor
+    reconstructions: torch.Tensor
+
+    def __getitem__(self, key: str) -> Any:
+        names = [f.name for f in fields(self)]
+        if key not in names:
+            raise KeyError(f"{key!r}: an Explanation has {', '.join(names)}")
+        return getattr(self, key)
+
+    def __len__(self) -> int:
+        """B, the number of images."""
+        return self.images.shape[0]
 
 
 class ViscoinCore(nn.Module):
@@ -173,6 +221,61 @@ class Viscoin(nn.Module):
         """Θ_W (classes, K)."""
         return self.core.head.linear.weight
 
+    @property
+    def resolution(self) -> int:
+        """R, the side of the square images the model takes and generates."""
+        return int(self.generator.img_resolution)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The C class names (``class c`` where the model carries none)."""
+        n_classes = self.head_weight.shape[0]
+        if self.classes is not None and len(self.classes) == n_classes:
+            return list(self.classes)
+        return [f"class {c}" for c in range(n_classes)]
+
+    def prepare(self, images: ImageInput) -> torch.Tensor:
+        """Any accepted input (a path, a PIL image, a uint8 or [−1, 1] float tensor, (3, H, W) or
+        (B, 3, H, W), or a list of them; see :mod:`viscoin.models.inputs`) → float (B, 3, R, R) in
+        [−1, 1] on the model's device. A :class:`~viscoin.errors.UserError` names an input it
+        cannot use."""
+        reference = next(iter(self.core.parameters()))
+        return prepare_images(images, self.resolution, reference.device, reference.dtype)
+
+    def _check_concepts(self, concepts: Any, batch: int, per_image: bool = True) -> None:
+        """Concept indices (J,) (or a (B, J) table, with ``per_image``) within [0, K), or a (B, K)
+        boolean mask; a :class:`UserError` otherwise."""
+        shapes = "(J,) or (B, J)" if per_image else "(J,)"
+        try:
+            table = torch.as_tensor(concepts)
+        except (TypeError, ValueError, RuntimeError):
+            table = None
+        if table is not None and table.dtype == torch.bool:
+            if tuple(table.shape) != (batch, self.n_concepts):
+                raise UserError(
+                    f"a concept mask must be ({batch}, {self.n_concepts}) for these images, "
+                    f"got {tuple(table.shape)}."
+                )
+            return
+        if (
+            table is None
+            or table.numel() == 0
+            or table.is_floating_point()
+            or table.ndim > (2 if per_image else 1)
+        ):
+            raise UserError(
+                f"concepts must be integer indices {shapes} or a (B, K) boolean mask, "
+                f"got {concepts!r}."
+            )
+        if table.ndim == 2 and table.shape[0] != batch:
+            raise UserError(f"{batch} images but a concept table for {table.shape[0]}.")
+        bad = sorted({k for k in table.flatten().tolist() if not 0 <= k < self.n_concepts})
+        if bad:
+            raise UserError(
+                f"concept index {bad[0]} is out of range: this model has {self.n_concepts} "
+                f"concepts (0..{self.n_concepts - 1})."
+            )
+
     def forward(self, images: torch.Tensor) -> ViscoinOutput:
         """Images (B, 3, R, R) in [−1, 1] → :class:`ViscoinOutput`."""
         f_logits, maps = self.classifier.forward_features(images)
@@ -207,9 +310,11 @@ class Viscoin(nn.Module):
         reference = out.concept_maps if intervention == "isolated" else None
         return self.decode(concept_maps, out.support, noise_mode, reference=reference)
 
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """x̃ = G(Ω(Ψ(f(x)))) with constant noise, (B, 3, R, R) → (B, 3, R, R)."""
-        out = self(images)
+    def reconstruct(self, images: ImageInput) -> torch.Tensor:
+        """x̃ = G(Ω(Ψ(f(x)))) with constant noise, (B, 3, R, R) → (B, 3, R, R).
+
+        ``images``: anything :meth:`prepare` accepts."""
+        out = self(self.prepare(images))
         return self.generator.synthesis(out.w_plus, noise_mode="const")
 
     def relevance(self, out: ViscoinOutput) -> torch.Tensor:
@@ -220,7 +325,7 @@ class Viscoin(nn.Module):
 
     def amplify(
         self,
-        images: torch.Tensor,
+        images: ImageInput,
         concepts: list[int] | torch.Tensor,
         multipliers: list[float] = (0.0, 1.0, 2.0, 4.0),
         noise_mode: str = "const",
@@ -228,8 +333,14 @@ class Viscoin(nn.Module):
     ) -> torch.Tensor:
         """Regenerate each image with the maps of ``concepts`` multiplied by each λ in ``multipliers``,
         Φ' fixed. ``concepts``: indices shared by the batch, or a (B, K) boolean mask;
-        ``intervention``: one of :data:`INTERVENTIONS`. Images (B, 3, R, R) → (B, M, 3, R, R)."""
+        ``intervention``: one of :data:`INTERVENTIONS`. Images (B, 3, R, R) → (B, M, 3, R, R).
+
+        ``images``: anything :meth:`prepare` accepts."""
         check_intervention(intervention)
+        images = self.prepare(images)
+        self._check_concepts(concepts, images.shape[0], per_image=False)
+        if not multipliers or not all(math.isfinite(float(lam)) for lam in multipliers):
+            raise UserError(f"multipliers must be finite numbers, got {list(multipliers)!r}.")
         out = self(images)
         if isinstance(concepts, torch.Tensor) and concepts.dtype == torch.bool:
             mask = concepts.to(images.device)
@@ -246,17 +357,65 @@ class Viscoin(nn.Module):
         return torch.stack(strips, dim=1)
 
     @torch.no_grad()
-    def explain(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits of f and g, concept activations (B, K), relevance (B, K), reconstructions."""
+    def explain(self, images: ImageInput, top_k: int = 3) -> Explanation:
+        """Predict with f and g and say which concepts g's prediction rests on.
+
+        ``images``: anything :meth:`prepare` accepts (paths, PIL images, uint8 or [−1, 1] float
+        tensors (3, H, W) / (B, 3, H, W), or a list of them); ``top_k``: how many of each image's
+        most relevant concepts :attr:`Explanation.top_concepts` lists, 1 ≤ k ≤ K.
+        → :class:`Explanation` of the B images.
+        """
+        if (
+            isinstance(top_k, bool)
+            or not isinstance(top_k, int)
+            or not 1 <= top_k <= self.n_concepts
+        ):
+            raise UserError(
+                f"top_k must be an integer from 1 to {self.n_concepts} (the model's concepts), "
+                f"got {top_k!r}."
+            )
+        images = self.prepare(images)
         out = self(images)
-        return {
-            "f_logits": out.f_logits,
-            "g_logits": out.g_logits,
-            "activations": out.activations,
-            "concept_maps": out.concept_maps,
-            "relevance": self.relevance(out),
-            "reconstructions": self.generator.synthesis(out.w_plus, noise_mode="const"),
-        }
+        relevance = self.relevance(out)
+        # the order of interpret.relevance.select_concepts: highest r_k first, ties by index
+        top = relevance.argsort(dim=1, descending=True, stable=True)[:, :top_k]
+        f_probs, g_probs = out.f_logits.float().softmax(1), out.g_logits.float().softmax(1)
+        f_classes, g_classes = f_probs.argmax(1), g_probs.argmax(1)
+        names = self.class_names
+        return Explanation(
+            images=images,
+            f_logits=out.f_logits,
+            g_logits=out.g_logits,
+            f_probs=f_probs,
+            g_probs=g_probs,
+            f_classes=f_classes,
+            g_classes=g_classes,
+            f_names=[names[c] for c in f_classes.tolist()],
+            g_names=[names[c] for c in g_classes.tolist()],
+            activations=out.activations,
+            concept_maps=out.concept_maps,
+            relevance=relevance,
+            top_concepts=top,
+            top_relevance=relevance.gather(1, top),
+            reconstructions=self.generator.synthesis(out.w_plus, noise_mode="const"),
+        )
+
+    def heatmaps(
+        self, images: ImageInput, concepts: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor
+    ) -> torch.Tensor:
+        """Where each of ``concepts`` lives in each image (Grad-CAM of a_k over f's stage maps,
+        :func:`viscoin.interpret.heatmaps.concept_heatmaps`).
+
+        ``images``: anything :meth:`prepare` accepts, B images; ``concepts``: J indices for every
+        image, or a (B, J) table (e.g. ``explanation.top_concepts``). → (B, J, R, R) in [0, 1].
+        """
+        from viscoin.interpret.heatmaps import concept_heatmaps  # interpret builds on models
+
+        images = self.prepare(images)
+        if isinstance(concepts, torch.Tensor) and concepts.dtype == torch.bool:
+            raise UserError("heatmaps take concept indices (J,) or (B, J), not a boolean mask.")
+        self._check_concepts(concepts, images.shape[0])
+        return concept_heatmaps(self, images, concepts)
 
 
 def file_sha256(path: str | Path) -> str:
