@@ -32,7 +32,10 @@ __all__ = [
     "Viscoin",
     "ViscoinOutput",
     "__version__",
+    "from_pretrained",
     "load",
+    "push_to_hub",
+    "save_pretrained",
 ]
 
 # Imported on first use, so that ``import viscoin`` (and the CLI's --help) stays light.
@@ -41,6 +44,9 @@ _LAZY = {
     "Viscoin": "viscoin.models.viscoin",
     "ViscoinOutput": "viscoin.models.viscoin",
     "ImageInput": "viscoin.models.inputs",
+    "from_pretrained": "viscoin.hub",
+    "save_pretrained": "viscoin.hub",
+    "push_to_hub": "viscoin.hub",
 }
 
 
