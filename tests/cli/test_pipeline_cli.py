@@ -60,11 +60,8 @@ def test_evaluate_refuses_bad_options(trained_run, tmp_path):
         str(tmp_path / "missing.safetensors"),
     )  # fmt: skip
     assert proc.returncode == 2 and "independent classifier not found" in proc.stderr
-    for bad in ("0", "nan", "-1"):
-        proc = run_cli(
-            "evaluate", str(trained_run), "--fid", "off", "--consistency-multiplier", bad
-        )  # fmt: skip
-        assert proc.returncode == 2 and "error: --consistency-multiplier" in proc.stderr
+    proc = run_cli("evaluate", str(trained_run), "--fid", "off", "--consistency-multiplier", "nan")
+    assert proc.returncode == 2 and "error: --consistency-multiplier" in proc.stderr
 
 
 def test_resume_through_the_cli_continues_the_run(trained_run, tmp_path):
