@@ -30,21 +30,13 @@ CARD_FILE = "README.md"
 SIDE_FILES = ("config.yaml", "metrics.json")
 
 
-def _run_of(model_file: Path) -> Path | None:
-    """The run directory a ``RUN/checkpoints/viscoin.safetensors`` file belongs to (else None)."""
-    run = model_file.parent.parent
-    if model_file.parent.name == "checkpoints" and (run / "config.yaml").is_file():
-        return run
-    return None
-
-
 def save_pretrained(
     source: str | os.PathLike, out_dir: str | os.PathLike, repo_id: str | None = None
 ) -> Path:
     """Write the shareable folder of a VisCoIN run or model file ``source`` into ``out_dir``
     (created; files already there with the same names are replaced) → ``out_dir``. ``repo_id``:
     the Hub name the model card's example loads (default: the folder)."""
-    from viscoin.interpret.target import resolve_model_file
+    from viscoin.interpret.target import checkpoint_run, resolve_model_file
     from viscoin.models.viscoin import export_viscoin
     from viscoin.utils.checkpoint import load_checkpoint
     from viscoin.utils.io import atomic_write_text
@@ -55,7 +47,7 @@ def save_pretrained(
         raise UserError(f"{out} is a file: give a folder for the pretrained model.")
     out.mkdir(parents=True, exist_ok=True)
     export_viscoin(model_file, out / MODEL_FILE, embed=True)
-    run = _run_of(model_file)
+    run = checkpoint_run(model_file)
     metrics = config_text = None
     if run is not None:
         for name in SIDE_FILES:

@@ -53,19 +53,11 @@ def resolve_target(
     ``./viscoin-outputs/<stem>``). ``dataset``/``data_root`` override a run's data settings."""
     path = Path(target)
     run: RunDir | None = None
-    inside_run = (
-        path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file()
-    )
-    if path.is_file() and inside_run:
-        run = RunDir(path.parent.parent)  # a checkpoint inside a run: use the run's config
+    inside = checkpoint_run(path)
+    if path.is_file() and inside is not None:
+        run = RunDir(inside)  # a checkpoint inside a run: use the run's config
     if path.is_dir() or (not path.exists() and path.suffix != ".safetensors"):
-        run = open_run(path)
-        model_file = run.checkpoints / MODEL_FILE
-        if not model_file.is_file():
-            raise UserError(
-                f"{run.path} has no checkpoints/{MODEL_FILE}. Give a VisCoIN run directory "
-                "(made by 'viscoin train viscoin') or an exported .safetensors file."
-            )
+        run, model_file = _run_model_file(path)
     elif path.is_file():
         if path.suffix != ".safetensors":
             raise UserError(f"{path} is not a .safetensors model file or a run directory.")
@@ -106,15 +98,26 @@ def resolve_model_file(
     if path.is_file():
         if path.suffix != ".safetensors":
             raise UserError(f"{path} is not a .safetensors model file or a run directory.")
-        inside_run = (
-            path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file()
-        )
-        default = (
-            path.parent.parent / folder if inside_run else path.with_name(f"{path.stem}-{folder}")
-        )
+        inside = checkpoint_run(path)
+        default = inside / folder if inside is not None else path.with_name(f"{path.stem}-{folder}")
         return path, Path(out) if out else default
     if not path.exists() and path.suffix == ".safetensors":
         raise UserError(f"model file not found: {path}")
+    run, model_file = _run_model_file(path)
+    return model_file, Path(out) if out else run.path / folder
+
+
+def checkpoint_run(path: Path) -> Path | None:
+    """The run directory of a ``RUN/checkpoints/<file>`` inside a run (one with ``config.yaml``),
+    else None."""
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and (run / "config.yaml").is_file():
+        return run
+    return None
+
+
+def _run_model_file(path: Path) -> tuple[RunDir, Path]:
+    """A run directory and its VisCoIN model file (which must exist)."""
     run = open_run(path)
     model_file = run.checkpoints / MODEL_FILE
     if not model_file.is_file():
@@ -122,7 +125,7 @@ def resolve_model_file(
             f"{run.path} has no checkpoints/{MODEL_FILE}. Give a VisCoIN run directory "
             "(made by 'viscoin train viscoin') or an exported .safetensors file."
         )
-    return model_file, Path(out) if out else run.path / folder
+    return run, model_file
 
 
 def load_target_model(target: Target, device: Any = "cpu") -> Viscoin:

@@ -449,6 +449,17 @@ def build_classifier(
     return model
 
 
+def build_configured_classifier(
+    c: Any, num_classes: int, arch: str | None = None, new_head: bool = True
+) -> Classifier:
+    """:func:`build_classifier` from a ``classifier`` config section ``c`` (its arch, weights,
+    layers, normalisation, input size and options); ``arch`` replaces ``c.arch``."""
+    return build_classifier(
+        arch or c.arch, num_classes, c.weights, layers=c.layers, mean=c.mean, std=c.std,
+        input_size=c.input_size, options=c.options, new_head=new_head,
+    )  # fmt: skip
+
+
 def head_prefix(backbone: nn.Module) -> str:
     """Name prefix of the final layer's tensors: the module holding the model's last parameter
     (``fc.`` for ResNets, ``classifier.1.`` for EfficientNet, ``head.fc.`` for timm's ConvNeXt)."""

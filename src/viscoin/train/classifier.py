@@ -27,6 +27,7 @@ from viscoin.errors import TrainingDiverged, UserError
 from viscoin.models.classifier import (
     Classifier,
     build_classifier,
+    build_configured_classifier,
     load_classifier,
     parse_arch,
     save_classifier,
@@ -153,16 +154,7 @@ def train_classifier(
     classes = list(train_set.classes)
     fit_set, val_set = classifier_split(train_set, cfg)
     torch.manual_seed(cfg.run.seed)
-    model = build_classifier(
-        c.arch,
-        len(classes),
-        c.weights,
-        layers=c.layers,
-        mean=c.mean,
-        std=c.std,
-        input_size=c.input_size,
-        options=c.options,
-    ).to(device)
+    model = build_configured_classifier(c, len(classes)).to(device)
     # the forward runs at this resolution (and the layers give maps), before any epoch is spent
     model.feature_shapes(cfg.data.resolution, for_concepts=False)
     optimizer = _optimizer(model, cfg)

@@ -206,7 +206,7 @@ def wrap_classifier(arch: str, cfg: Config, classes: list[str], out: Path) -> Pa
     weights of ``classifier.weights`` (a local file: nothing is downloaded) and the layers,
     normalisation, input size and options of the ``classifier`` config, written to ``out`` as a
     classifier file."""
-    from viscoin.models.classifier import build_classifier, save_classifier
+    from viscoin.models.classifier import build_configured_classifier, save_classifier
 
     c = cfg.classifier
     if c.weights in ("none", "", None, "imagenet"):
@@ -215,17 +215,7 @@ def wrap_classifier(arch: str, cfg: Config, classes: list[str], out: Path) -> Pa
             "classifier.weights=PATH (a state dict of the architecture, .safetensors or .pt). "
             "viscoin downloads nothing here."
         )
-    model = build_classifier(
-        arch,
-        len(classes),
-        c.weights,
-        layers=c.layers,
-        mean=c.mean,
-        std=c.std,
-        input_size=c.input_size,
-        options=c.options,
-        new_head=False,
-    )
+    model = build_configured_classifier(c, len(classes), arch=arch, new_head=False)
     model.feature_shapes(cfg.data.resolution)  # fails here, before the file is written
     return save_classifier(model, out, list(classes), {"weights": str(c.weights)})
 
