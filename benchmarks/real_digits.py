@@ -81,7 +81,18 @@ def _real_uint8(data: Path, split: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(data: Path, generator: str, classifier: str, n: int, device: str, seed: int = 0) -> dict:
+def score(
+    data: Path,
+    generator: str,
+    classifier: str,
+    n: int,
+    device: str,
+    seed: int = 0,
+    raw: bool = False,
+) -> dict:
+    """Coverage and Fréchet distance of ``n`` samples of a generator (a run's G_ema, or with
+    ``raw`` the G being trained, read from the run's resume state: when G_ema is collapsed and G
+    is not, the averaging is at fault)."""
     from viscoin.data.transforms import to_uint8
     from viscoin.evaluate.fid import classifier_features, frechet_distance_of
     from viscoin.models.classifier import load_classifier
@@ -89,6 +100,11 @@ def score(data: Path, generator: str, classifier: str, n: int, device: str, seed
     from viscoin.train.viscoin import resolve_model_file
 
     G = load_generator(resolve_model_file(generator, "generator.safetensors", "generator"))
+    if raw:
+        from viscoin.train.gan_init import STATE_FILE
+        from viscoin.utils.checkpoint import load_state
+
+        G.load_state_dict(load_state(Path(generator) / "checkpoints" / STATE_FILE)["G"])
     G = G.to(device).eval()
     f = load_classifier(resolve_model_file(classifier, "best.safetensors", "classifier"), device)
     features = classifier_features(f)
@@ -135,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator", required=True, help="a 'train gan' run or generator file")
     p.add_argument("--classifier", required=True, help="a classifier run or file")
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--raw", action="store_true", help="score the trained G (a run's), not G_ema")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.command == "export":
         export(args.out, args.wheel)
         return 0
-    result = score(args.data, args.generator, args.classifier, args.n, args.device)
+    result = score(args.data, args.generator, args.classifier, args.n, args.device, raw=args.raw)
+    result["network"] = "G" if args.raw else "G_ema"
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
