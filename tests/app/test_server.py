@@ -226,11 +226,19 @@ def test_uploads(client, model):
     assert same["note"] == "" and same["id"] != answer["id"]
 
 
-def test_oversize_uploads_are_refused(client):
+def test_oversize_uploads_are_refused(client, explorer, monkeypatch):
     big = b"\0" * (MAX_BYTES + 1)
+    with pytest.raises(RequestError, match="too large") as refused:
+        explorer.upload(big)
+    assert refused.value.status == 413
+    # the server stops reading at the limit: the bytes never reach the explorer
+    reached = []
+    monkeypatch.setattr(explorer, "upload", lambda data, name="": reached.append(len(data)))
     assert "too large" in _error(_upload(client, big), 413)
     streamed = _upload(client, iter([big[:40000], big[40000:]]))  # no Content-Length
     assert "too large" in _error(streamed, 413)
+    assert reached == []
+    monkeypatch.undo()
     assert "too many pixels (120×120)" in _error(_upload(client, smooth_png(120, 120)), 413)
     assert _upload(client, smooth_png(40, 40)).status_code == 200
 
