@@ -7,6 +7,7 @@ Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -88,7 +89,8 @@ def explore_cmd(
         )
         typer.echo(f"viscoin explore: {explorer.name} ({shown})")
         typer.echo(f"serving {url_of(sock, host)}  (Ctrl-C stops)")
-        serve(create_app(explorer, allowed_hosts_for(host)), sock)
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+            serve(create_app(explorer, allowed_hosts_for(host)), sock)
     finally:
         sock.close()
     typer.echo("stopped")
