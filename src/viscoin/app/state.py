@@ -298,7 +298,7 @@ class Explorer:
             while len(self._held) > self._held_images:
                 self._held.popitem(last=False)
 
-    def _get(self, key: Any) -> Held:
+    def held(self, key: Any) -> Held:
         """The held image ``key``; a dataset image no longer held is analysed again."""
         if not isinstance(key, str):
             raise RequestError(f"an image is named by a string such as 'd0', got {key!r}.")
@@ -421,7 +421,7 @@ class Explorer:
         the isolated intervention of :meth:`Viscoin.decode_intervention`), classified again by f
         and g. → ``image`` (PNG data URI), ``prediction`` (f and g on it), ``ms`` (time taken)."""
         scale = self.scales(lambdas)
-        held = self._get(key)
+        held = self.held(key)
         model = self.model
         with self._lock:
             start = time.perf_counter()
@@ -476,7 +476,7 @@ class Explorer:
                 card.rank_text = f"dead on the {self.split} split (never active)"
             cards.append(card)
         if key is not None:
-            held = self._get(key)
+            held = self.held(key)
             with self._lock:
                 cards.append(image_concept_card(self.model, held.image, concept, name=held.name))
         return cards
