@@ -257,6 +257,7 @@ def test_concept_page_reuses_the_atlas_card(client, explorer, dataset):
     _post(client, "/api/select", {"index": 7})
     both = client.get("/concepts/2", params={"image": "d7"}).text
     assert both.count('<article class="concept-card"') == 2 and "test image 7" in both
+    assert "see the card above" in both
     assert "out of range" in _error(client.get("/concepts/6"), 404)
 
 

@@ -478,7 +478,10 @@ class Explorer:
         if key is not None:
             held = self.held(key)
             with self._lock:
-                cards.append(image_concept_card(self.model, held.image, concept, name=held.name))
+                card = image_concept_card(self.model, held.image, concept, name=held.name)
+            if cards:
+                card.no_classes = f"measured over the {self.split} split: see the card above"
+            cards.append(card)
         return cards
 
 
