@@ -106,3 +106,21 @@ def test_augment_tiny(tmp_path):
     result = json.loads(out.read_text())
     assert result["check"] == {"gradcheck": True, "gradgradcheck": True}
     assert result["timings"]["16"]["r1_ms"] > 0
+
+
+def test_explore_latency_on_a_tiny_run(tmp_path):
+    import pytest
+
+    pytest.importorskip("starlette")
+    from tests.app.conftest import write_run
+
+    run = write_run(tmp_path)
+    out = tmp_path / "latency.json"
+    text = _run(
+        "benchmarks/explore_latency.py", str(run), "--device", "cpu", "--moves", "3",
+        "--warmup", "1", "--json", str(out),
+    )  # fmt: skip
+    assert "median ms" in text and "32 px, 6 concepts, 5 sliders" in text
+    results = json.loads(out.read_text())["results"]
+    assert {"regenerate (one slider move)", "Ω + G (decode_intervention)"} <= set(results)
+    assert all(row["median_ms"] > 0 for row in results.values())

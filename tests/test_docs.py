@@ -36,6 +36,7 @@ def test_docs_build_strict(tmp_path: Path) -> None:
         "viscoin train viscoin",
         "viscoin gan convert",
         "viscoin report",
+        "viscoin explore",
     ):
         assert command in cli
     assert "viscoin.feature_weight" in (site / "reference" / "config" / "index.html").read_text()

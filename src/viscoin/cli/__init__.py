@@ -66,6 +66,7 @@ def _register() -> None:
         demo,
         evaluate,
         explain,
+        explore,
         gan,
         info,
         interpret,

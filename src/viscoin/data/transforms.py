@@ -43,6 +43,13 @@ def load_image(path: str | Path) -> torch.Tensor:
         raise UserError(f"cannot read image file {path}: {exc}") from None
     if not data:
         raise UserError(f"image file {path} is empty: re-download the dataset or delete that file.")
+    return decode_image_bytes(data, path)
+
+
+def decode_image_bytes(data: bytes, source: str | Path = "image") -> torch.Tensor:
+    """Decode the bytes of an image file to a uint8 RGB tensor ``(3, H, W)``, as
+    :func:`load_image` does; ``source`` names the bytes in the :class:`UserError` raised when they
+    are not an image."""
     if decode_image is not None:
         try:
             with warnings.catch_warnings():
@@ -54,15 +61,17 @@ def load_image(path: str | Path) -> torch.Tensor:
                 return image
         except RuntimeError:
             pass  # a format torchvision does not decode, or a broken file: Pillow decides
-    return _load_with_pillow(path)
+    return _load_with_pillow(data, source)
 
 
-def _load_with_pillow(path: Path) -> torch.Tensor:
+def _load_with_pillow(data: bytes, source: str | Path) -> torch.Tensor:
+    import io
+
     import numpy as np
     from PIL import Image
 
     try:
-        with Image.open(path) as pil:
+        with Image.open(io.BytesIO(data)) as pil:
             if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip it
                 array = np.asarray(pil, dtype=np.float64)
@@ -73,8 +82,8 @@ def _load_with_pillow(path: Path) -> torch.Tensor:
                 array = np.array(pil.convert("RGB"))
     except Exception as exc:  # Pillow raises many types for a broken file
         raise UserError(
-            f"cannot decode image {path} ({type(exc).__name__}: {exc}). The file is corrupt or not "
-            "an image: re-download the dataset or delete that file."
+            f"cannot decode image {source} ({type(exc).__name__}: {exc}). The file is corrupt or "
+            "not an image: re-download the dataset or delete that file."
         ) from None
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 

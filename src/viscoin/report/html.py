@@ -29,7 +29,7 @@ import jinja2
 import numpy as np
 import torch
 
-from viscoin.interpret.amplify import concept_strips
+from viscoin.interpret.amplify import ConceptStrip, concept_strips
 from viscoin.interpret.analytics import ConceptAnalytics
 from viscoin.interpret.heatmaps import concept_heatmaps, overlay_heatmap
 from viscoin.models.viscoin import Viscoin
@@ -89,6 +89,9 @@ class ConceptCard:
     heatmaps: list[Tile]
     classes: list[tuple[str, float, float]]  # (name, r_{k,c}, share of the concept's importance)
     filter_classes: list[str]
+    rank_text: str = ""  # in place of "#rank by importance"
+    top_title: str = "Most activating images"
+    no_classes: str = "supports no class on this split"
 
 
 @dataclass
@@ -131,6 +134,49 @@ def _start_frame(multipliers: Sequence[float]) -> int:
     return min(range(len(multipliers)), key=lambda m: abs(multipliers[m] - 1.0))
 
 
+def lambda_frames(
+    model: Viscoin,
+    image: torch.Tensor,
+    concept: int,
+    classes: Sequence[str],
+    multipliers: Sequence[float] = ATLAS_MULTIPLIERS,
+    name: str = "the image",
+) -> tuple[list[Tile], ConceptStrip]:
+    """``image`` (1, 3, R, R) regenerated with φ_k × λ for each λ of ``multipliers``, one
+    :class:`Tile` per λ captioned with f's and g's predictions on it, and the strip they come
+    from (:func:`viscoin.interpret.amplify.concept_strips`)."""
+    strip = concept_strips(model, image, [[concept]], multipliers)[0]
+    p = strip.predictions
+    frames = []
+    for m, lam in enumerate(strip.multipliers):
+        note = {0.0: " (removed)", 1.0: " (reconstruction)"}.get(lam, "")
+        frames.append(
+            Tile(
+                png_bytes(image_array(strip.generated[0, m])),
+                [
+                    f"λ = {lam:g}{note}",
+                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])), 22)} "
+                    f"{float(p.f_prob[0, m]):.2f}",
+                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])), 22)} "
+                    f"{float(p.g_prob[0, m]):.2f}",
+                ],
+                f"{name} with concept {concept} × {lam:g}",
+            )
+        )
+    return frames, strip
+
+
+def heatmap_tiles(
+    model: Viscoin, images: torch.Tensor, concept: int, captions: Sequence[str]
+) -> list[Tile]:
+    """Grad-CAM of a_k over ``images`` (B, 3, R, R), overlaid on each; ``captions``: B labels."""
+    heat = concept_heatmaps(model, images, [concept])[:, 0]
+    return [
+        Tile(png_bytes(overlay_heatmap(image, h)), [caption], f"heatmap of concept {concept}")
+        for image, h, caption in zip(images, heat, captions, strict=True)
+    ]
+
+
 def concept_card(
     model: Viscoin,
     dataset: Any,
@@ -153,30 +199,11 @@ def concept_card(
         )
         for image, (index, activation), label in zip(images, top, labels, strict=True)
     ]
-    heat = concept_heatmaps(model, images, [concept])[:, 0]
-    heat_tiles = [
-        Tile(png_bytes(overlay_heatmap(image, h)), [f"#{index}"], f"heatmap of concept {concept}")
-        for image, h, (index, _) in zip(images, heat, top, strict=True)
-    ]
+    heat_tiles = heatmap_tiles(model, images, concept, [f"#{index}" for index, _ in top])
     first = top[0][0]
-    strip = concept_strips(model, images[:1], [[concept]], multipliers, indices=[first])[0]
-    p = strip.predictions
-    frames = []
-    for m, lam in enumerate(strip.multipliers):
-        note = {0.0: " (removed)", 1.0: " (reconstruction)"}.get(lam, "")
-        frames.append(
-            Tile(
-                png_bytes(image_array(strip.generated[0, m])),
-                [
-                    f"λ = {lam:g}{note}",
-                    f"f: {short_label(_class_name(classes, int(p.f_class[0, m])), 22)} "
-                    f"{float(p.f_prob[0, m]):.2f}",
-                    f"g: {short_label(_class_name(classes, int(p.g_class[0, m])), 22)} "
-                    f"{float(p.g_prob[0, m]):.2f}",
-                ],
-                f"image {first} with concept {concept} × {lam:g}",
-            )
-        )
+    frames, strip = lambda_frames(
+        model, images[:1], concept, classes, multipliers, name=f"image {first}"
+    )
     share = analytics.concept_class[concept]
     entropy = analytics.class_entropy[concept]
     stats = [
@@ -209,6 +236,50 @@ def concept_card(
     )
 
 
+@torch.no_grad()
+def image_concept_card(
+    model: Viscoin,
+    image: torch.Tensor,
+    concept: int,
+    name: str = "this image",
+    multipliers: Sequence[float] = ATLAS_MULTIPLIERS,
+) -> ConceptCard:
+    """A concept's card on one image (1, 3, R, R) in [−1, 1], for when no split was analysed:
+    the image itself in place of the top images, the heatmap on it, its amplifications and its
+    relevance r_k and activation a_k; no class statistics (they need a split)."""
+    classes = model.class_names
+    out = model(image)
+    relevance = model.relevance(out)[0]
+    activation = float(out.activations[0, concept])
+    order = relevance.argsort(descending=True, stable=True).tolist()
+    frames, strip = lambda_frames(model, image, concept, classes, multipliers, name=name)
+    g_name = short_label(classes[int(out.g_logits[0].argmax())], 22)
+    tile = Tile(
+        png_bytes(image_array(image[0])),
+        [name, f"a = {activation:.3g}"],
+        f"{name}, the input of the amplifications",
+    )
+    return ConceptCard(
+        concept=concept,
+        rank=order.index(concept) + 1,
+        stats=[
+            (f"relevance for {g_name}", f"{float(relevance[concept]):.2f}"),
+            ("activation", format_number(activation)),
+        ],
+        top_images=[tile],
+        input=tile,
+        frames=frames,
+        multipliers=list(strip.multipliers),
+        start=_start_frame(strip.multipliers),
+        heatmaps=heatmap_tiles(model, image, concept, [name]),
+        classes=[],
+        filter_classes=[],
+        rank_text=f"#{order.index(concept) + 1} by relevance on {name}",
+        top_title=name[:1].upper() + name[1:],
+        no_classes="the classes a concept supports are measured over a dataset split",
+    )
+
+
 def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
     """Numbers in a nested dict/list as ``{"a.b[0]": value}``; anything else is left out."""
     out: dict[str, float] = {}
@@ -233,8 +304,15 @@ def _data_uri(png: bytes) -> str:
 @functools.cache
 def _environment() -> jinja2.Environment:
     """The templates of ``report/templates/``, autoescaped whatever their extension."""
+    return template_environment()
+
+
+def template_environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
+    """A Jinja2 environment with the report's settings (autoescaped whatever the extension,
+    undefined names an error) and filters (``data_uri``, ``num``, ``lam``), reading ``loader``
+    (default: ``report/templates/``)."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("viscoin.report", "templates"),
+        loader=loader or jinja2.PackageLoader("viscoin.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
