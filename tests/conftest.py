@@ -11,7 +11,13 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`-n auto`), the cores are shared by the workers: each worker, and every
+# `python -m viscoin` it starts, gets its share of threads instead of one per core.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_threads = max(1, min(2, (os.cpu_count() or 1) // _workers))
+if _workers > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+torch.set_num_threads(min(_threads, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

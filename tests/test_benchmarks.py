@@ -67,28 +67,37 @@ def test_generator_fid_runs_on_the_shipped_generator(tmp_path):
 
 
 def test_demo_sweep_tiny(tmp_path):
+    from viscoin.data import build_dataset
+    from viscoin.demo import demo_config
+    from viscoin.models.classifier import Classifier, save_classifier
+
     out = tmp_path / "sweep"
-
-    def sweep(*args: str) -> str:
-        common = ("--tiny", "--device", "cpu", "--out", str(out), "--set", "viscoin.iterations=3")
-        return _run("benchmarks/demo_sweep.py", *common, *args)
-
-    text = sweep("--variant", "k8:viscoin.n_concepts=8")
+    out.mkdir()
+    # f and f' given (untrained: the sweep's own classifier training is the demo's, tested there)
+    classes = build_dataset(demo_config(True, "cpu", 0).data, "test").classes
+    f, f_independent = (
+        save_classifier(Classifier("resnet18", len(classes)), tmp_path / name, classes)
+        for name in ("f.safetensors", "f-independent.safetensors")
+    )
+    # a run of an earlier sweep into the same folder stays in sweep.json
+    earlier = {"variant": "earlier", "seed": 3, "overrides": [], "auc_min_defining": 0.5}
+    (out / "sweep.json").write_text(json.dumps({"rows": [earlier]}))
+    text = _run(
+        "benchmarks/demo_sweep.py", "--tiny", "--device", "cpu", "--out", str(out),
+        "--set", "viscoin.iterations=3", "--classifier", str(f),
+        "--independent-classifier", str(f_independent), "--variant", "k8:viscoin.n_concepts=8",
+    )  # fmt: skip
     assert "| k8 | 1 |" in text
     rows = json.loads((out / "sweep.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["k8"]
-    k8 = rows[0]
+    assert [r["variant"] for r in rows] == ["earlier", "k8"] and rows[0] == earlier
+    k8 = rows[1]
     assert k8["overrides"] == ["viscoin.iterations=3", "viscoin.n_concepts=8"]
     saved = json.loads((out / "k8-s0" / "metrics.json").read_text())
     assert saved["sparsity"]["concepts"] == 8
+    assert saved["independent_classifier"] == str(f_independent)
     assert {"auc:body_colour", "auc:wing_pattern", "auc:head_crest"} <= set(k8)
-    # a later sweep into the same folder, with the first one's classifier, adds to sweep.json
-    classifier = out / "classifier" / "checkpoints" / "best.safetensors"
-    sweep("--classifier", str(classifier), "--seeds", "1", "--variant", "k8:viscoin.n_concepts=8")
-    rows = json.loads((out / "sweep.json").read_text())["rows"]
-    assert sorted((r["variant"], r["seed"]) for r in rows) == [("k8", 0), ("k8", 1)]
     summary = _run("benchmarks/demo_sweep.py", "--table", str(out / "sweep.json"))
-    assert "| k8 | 2 |" in summary and "seeds with every class-defining AUC" in summary
+    assert "| k8 | 1 |" in summary and "seeds with every class-defining AUC" in summary
 
 
 def test_demo_sweep_table_of_the_recorded_results():

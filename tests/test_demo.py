@@ -27,7 +27,7 @@ def test_demo_quick_end_to_end(tmp_path):
     ):
         assert key in metrics
     shown = metrics["recon_attributes"]
-    assert shown["images"] == 128 and 0.0 <= shown["all_class_defining"] <= 1.0
+    assert shown["images"] == 64 and 0.0 <= shown["all_class_defining"] <= 1.0
     assert shown["chance"]["body_colour"] == 0.25 and len(shown["per_class"]) >= 5
     assert (out / "classifier" / "checkpoints" / "best.safetensors").is_file()
     # the independent classifier f' read the reconstructions: its numbers beside f's, each a rate

@@ -224,15 +224,16 @@ def evaluate_demo_run(
 
 
 def demo_eval_options(quick: bool, seed: int, progress: bool = False) -> Any:
-    """The evaluation the demo runs (no FID: no Inception weights offline)."""
+    """The evaluation the demo runs (no FID: no Inception weights offline); ``quick``: subsets
+    small enough for a smoke run (each number then has a wide interval)."""
     from viscoin.evaluate.suite import EvalOptions
 
     return EvalOptions(
         batch_size=64,
-        faithfulness_images=128 if quick else 500,
-        consistency_concepts=4 if quick else 8,
-        consistency_images=32 if quick else 120,
-        recon_attribute_images=128 if quick else 500,
+        faithfulness_images=64 if quick else 500,
+        consistency_concepts=3 if quick else 8,
+        consistency_images=24 if quick else 120,
+        recon_attribute_images=64 if quick else 500,
         fid=False,
         seed=seed,
         progress=progress,
