@@ -46,6 +46,8 @@ def tiny_vit(image_size: int = 48, classes: int = 3) -> torchvision.models.Visio
         "torchvision:mobilenet_v3_small",
         "torchvision:mobilenet_v3_large",
         "torchvision:regnet_y_400mf",
+        "torchvision:shufflenet_v2_x0_5",
+        "torchvision:densenet121",
     ],
 )
 def test_default_layers_are_the_last_three_stages(arch):

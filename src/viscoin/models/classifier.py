@@ -61,6 +61,8 @@ TORCHVISION_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("mobilenet_v3_large", ("features.6", "features.12", "features.16")),
     ("mobilenet_v3_small", ("features.3", "features.8", "features.12")),
     ("regnet", ("trunk_output.block2", "trunk_output.block3", "trunk_output.block4")),
+    ("shufflenet_v2", ("stage2", "stage3", "stage4")),
+    ("densenet", ("features.denseblock2", "features.denseblock3", "features.denseblock4")),
 )
 # Transformers keep one resolution throughout: Ψ reads blocks at half, three quarters and all of
 # the depth (blocks 6, 9 and 12 of 12).
