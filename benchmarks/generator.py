@@ -5,7 +5,7 @@ Rows: channel_base 16384 and 32768 × precision (fp32; bf16 autocast; fp16 block
 on them. Never run by the test suite.
 
     python benchmarks/generator.py                     # 256 px, batch 32, on the GPU
-    python benchmarks/generator.py --tiny              # seconds on a CPU (32 px, batch 4)
+    python benchmarks/generator.py --tiny              # seconds on a CPU (32 px, batch 4, channel_base 1024)
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def images_per_second(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small CPU run (32 px, batch 4)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="small CPU run (32 px, batch 4, channel_base 1024)"
+    )
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--num-fp16-res", type=int, default=4)
@@ -98,7 +100,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.tiny:
-        args.resolution, args.batch, args.iters = 32, 4, 3
+        args.resolution, args.batch, args.iters, args.channel_base = 32, 4, 3, [1024]
         args.device = "cpu" if args.device == "auto" else args.device
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

@@ -41,6 +41,7 @@ def test_train_step_curves_tiny(tmp_path):
         "--curve",
         "3",
         "--no-flops",
+        "--no-lpips",  # LPIPS's path is the step test's
         "--variants",
         "fp32",
         "bf16",
