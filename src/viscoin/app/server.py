@@ -49,7 +49,7 @@ LOOPBACK_NAMES = ("localhost",)
 
 
 def _environment() -> jinja2.Environment:
-    """The app's templates, then the atlas's (``card.html.j2``, ``atlas.css``, ``atlas.js``)."""
+    """The app's templates, then the atlas's (``card.html.j2``, ``base.css``, ``atlas.css``, ``atlas.js``)."""
     from viscoin.report.html import template_environment
 
     return template_environment(
