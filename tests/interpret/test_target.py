@@ -6,7 +6,7 @@ import pytest
 
 from viscoin.config import Config
 from viscoin.errors import UserError
-from viscoin.interpret.target import check_image_indices, resolve_target
+from viscoin.interpret.target import check_image_indices, check_split_classes, resolve_target
 
 
 def make_run(root: Path, with_checkpoint: bool = True, with_config: bool = True) -> Path:
@@ -75,3 +75,13 @@ def test_image_indices_are_checked():
         check_image_indices([0, 5], 5)
     with pytest.raises(UserError, match="no image index"):
         check_image_indices([], 5)
+
+
+def test_a_split_with_another_class_count_is_refused(tmp_path, tiny_model, tiny_dataset):
+    """The check every interpretation command and the explorer make before reading a split."""
+    target = resolve_target(make_run(tmp_path))
+    check_split_classes(target, tiny_model, tiny_dataset)  # 3 classes each: nothing to say
+    tiny_dataset_of_4 = type("Split", (), {"classes": [*tiny_dataset.classes, "extra"]})()
+    with pytest.raises(UserError, match=r"predicts 3 classes but dataset 'shapes' has 4\."):
+        check_split_classes(target, tiny_model, tiny_dataset_of_4)
+    check_split_classes(target, tiny_model, object())  # a split that names no classes

@@ -13,7 +13,6 @@ f's feature maps are collected by hooks registered for each call.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import math
@@ -32,8 +31,9 @@ import torch
 from viscoin.data.transforms import TEST_RESIZE_RATIO, decode_image_bytes
 from viscoin.errors import UserError, user_message
 from viscoin.interpret.amplify import predict
+from viscoin.interpret.common import model_device
 from viscoin.models.viscoin import Viscoin, ViscoinOutput
-from viscoin.utils.figures import image_array, png_bytes
+from viscoin.utils.figures import data_uri, image_array, png_bytes
 
 # The sliders: λ from 0 (concept removed) to MAX_LAMBDA, 1 being the reconstruction.
 MAX_LAMBDA = 4.0
@@ -64,11 +64,6 @@ class Held:
     out: ViscoinOutput
     relevance: torch.Tensor
     name: str
-
-
-def data_uri(png: bytes) -> str:
-    """PNG bytes → a ``data:image/png;base64,…`` URI."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def image_png(image: torch.Tensor) -> bytes:
@@ -366,15 +361,12 @@ class Explorer:
         """The model on ``image`` (1, 3, R, R), held as ``key`` → (held, reconstruction x̃
         (1, 3, R, R), G(Ω(Φ, Φ′)) with constant noise)."""
         with self._lock:
-            image = image.to(self._device(), torch.float32)
+            image = image.to(model_device(self.model), torch.float32)
             out = self.model(image)
             held = Held(image, out, self.model.relevance(out)[0], name)
             reconstruction = self.model.generator.synthesis(out.w_plus, noise_mode="const")
             self._hold(key, held)
         return held, reconstruction
-
-    def _device(self) -> torch.device:
-        return next(iter(self.model.core.parameters())).device
 
     def _prediction(self, c: int, prob: float) -> dict[str, Any]:
         return {"class": c, "name": self._class(c), "prob": prob}
@@ -519,7 +511,12 @@ def open_explorer(
     dataset or root asked for) or an explicit ``split``, it must open. The concept pages'
     analytics are cached in the run (or ``./viscoin-outputs/<bundle>``), over the first
     ``max_images`` images."""
-    from viscoin.interpret.target import load_split, load_target_model, target_analytics
+    from viscoin.interpret.target import (
+        check_split_classes,
+        load_split,
+        load_target_model,
+        target_analytics,
+    )
     from viscoin.models.viscoin import load_viscoin
 
     if resolved is None:
@@ -544,13 +541,8 @@ def open_explorer(
         return Explorer(
             model, None, name=resolved.name, top_k=top_k, dataset_note=f"{note}; uploads only"
         )
+    check_split_classes(resolved, model, data)
     classes = getattr(data, "classes", None)
-    if classes is not None and len(classes) != len(model.class_names):
-        raise UserError(
-            f"{resolved.model_file} predicts {len(model.class_names)} classes but dataset "
-            f"'{resolved.cfg.data.name}' has {len(classes)}. Pass the dataset the model was "
-            "trained on."
-        )
     if model.classes is None and classes is not None:
         model.classes = list(classes)
 

@@ -74,19 +74,19 @@ def parse_float_list(text: str, option: str) -> list[float]:
 
 def _prepare(target_path: str, dataset: str | None, data_root: str | None, out, device, split):
     """Resolve the target (cheap checks first), then load the model and the split."""
-    from viscoin.interpret.target import load_split, load_target_model, resolve_target
+    from viscoin.interpret.target import (
+        check_split_classes,
+        load_split,
+        load_target_model,
+        resolve_target,
+    )
     from viscoin.utils.device import resolve_device
 
     target = resolve_target(target_path, dataset=dataset, data_root=data_root, out=out)
     dev = resolve_device(device or "auto")
     model = load_target_model(target, dev)
     data = load_split(target, split)
-    classes = getattr(data, "classes", None)
-    if classes is not None and len(classes) != model.head_weight.shape[0]:
-        raise UserError(
-            f"{target.model_file} predicts {model.head_weight.shape[0]} classes but dataset "
-            f"'{target.cfg.data.name}' has {len(classes)}. Pass the dataset the model was trained on."
-        )
+    check_split_classes(target, model, data)
     return target, model, data
 
 

@@ -152,6 +152,18 @@ def load_split(target: Target, split: str) -> Any:
     return build_dataset(target.cfg.data, split, augment=False)
 
 
+def check_split_classes(target: Target, model: Viscoin, dataset: Any) -> None:
+    """A :class:`UserError` when ``dataset`` (a split of ``target``'s data) has another number of
+    classes than ``model`` predicts."""
+    classes = getattr(dataset, "classes", None)
+    n_classes = model.head_weight.shape[0]
+    if classes is not None and len(classes) != n_classes:
+        raise UserError(
+            f"{target.model_file} predicts {n_classes} classes but dataset "
+            f"'{target.cfg.data.name}' has {len(classes)}. Pass the dataset the model was trained on."
+        )
+
+
 def split_loader(target: Target, split: str, dataset: Any, batch_size: int | None = None) -> Any:
     """An unshuffled loader over ``dataset`` (dataset order is what the analytics indices mean)."""
     from viscoin.data import build_loader

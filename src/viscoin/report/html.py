@@ -15,7 +15,6 @@ offline.
 
 from __future__ import annotations
 
-import base64
 import functools
 import math
 import time
@@ -36,7 +35,7 @@ from viscoin.models.viscoin import Viscoin
 from viscoin.report.headline import NullRow, format_number, headline_rows
 from viscoin.report.logs import GROUPS, grouped_curves, last_record, metric_curves
 from viscoin.report.plots import analytics_figures, training_curves_figure
-from viscoin.utils.figures import figure_png, image_array, png_bytes, short_label
+from viscoin.utils.figures import data_uri, figure_png, image_array, png_bytes, short_label
 from viscoin.utils.io import atomic_write_text
 
 MAX_METRIC_ROWS = 200
@@ -297,10 +296,6 @@ def flatten_numbers(values: Any, prefix: str = "") -> dict[str, float]:
 # -- HTML -------------------------------------------------------------------------------------
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 @functools.cache
 def _environment() -> jinja2.Environment:
     """The templates of ``report/templates/``, autoescaped whatever their extension."""
@@ -318,7 +313,7 @@ def template_environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Envi
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["data_uri"] = _data_uri
+    env.filters["data_uri"] = data_uri
     env.filters["num"] = format_number
     env.filters["lam"] = lambda value: f"{value:g}"
     return env
@@ -327,7 +322,7 @@ def template_environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Envi
 def _figure(name: str, png: bytes, caption: str) -> dict[str, Any]:
     """A 150-dpi figure shown at its designed size (1.5 image pixels per CSS pixel)."""
     width = int.from_bytes(png[16:20], "big")  # the PNG IHDR chunk starts with the width
-    return {"name": name, "uri": _data_uri(png), "caption": caption, "width": round(width / 1.5)}
+    return {"name": name, "uri": data_uri(png), "caption": caption, "width": round(width / 1.5)}
 
 
 def metric_table(name: str, values: Mapping[str, float]) -> MetricTable:

@@ -7,6 +7,7 @@ is involved and figures are freed as soon as they go out of scope.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,11 @@ def image_array(image: torch.Tensor) -> np.ndarray:
     """An image (3, H, W) in [−1, 1] → uint8 array (H, W, 3) for display."""
     pixels = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
     return pixels.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes → a ``data:image/png;base64,…`` URI (for self-contained pages)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def png_bytes(array: np.ndarray) -> bytes:
