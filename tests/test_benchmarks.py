@@ -134,3 +134,31 @@ def test_explore_latency_on_a_tiny_run(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert {"regenerate (one slider move)", "Ω + G (decode_intervention)"} <= set(results)
     assert all(row["median_ms"] > 0 for row in results.values())
+
+
+def test_gan_vs_official_collapse_runs_viscoin_on_a_folder(tmp_path):
+    from PIL import Image
+
+    for split, label in [(s, c) for s in ("train", "test") for c in range(2)]:
+        folder = tmp_path / "data" / split / str(label)
+        folder.mkdir(parents=True)
+        for i in range(8):
+            pixels = torch.randint(0, 256, (16, 16), generator=torch.Generator().manual_seed(i))
+            Image.fromarray(pixels.numpy().astype("uint8") // (label + 1)).save(folder / f"{i}.png")
+    out = tmp_path / "viscoin.jsonl"
+    args = ["--data", str(tmp_path / "data"), "--res", "16", "--steps", "2", "--every", "1"]
+    _run(
+        "benchmarks/gan_vs_official.py",
+        "collapse",
+        "--tiny",
+        *args,
+        "--samples",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["impl"] == "viscoin" and [r["step"] for r in rows[1:]] == [0, 1, 2]
+    assert all(1 <= r["G_ema"]["classes_at_5pct"] <= 2 for r in rows[1:])
