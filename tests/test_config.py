@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from viscoin.config import Config, apply_overrides, available_presets, load_config
+from viscoin.config import (
+    D_ARCHITECTURES,
+    Config,
+    apply_overrides,
+    available_presets,
+    load_config,
+)
 from viscoin.errors import UserError
 
 
@@ -107,6 +113,46 @@ def test_gan_preset_auto_follows_the_official_formulas(resolution, batch):
     assert g.r1_gamma == pytest.approx(0.0002 * resolution**2 / batch)
     assert g.ema_kimg == pytest.approx(batch * 10 / 32) and g.ema_rampup == 0.05
     assert g.resolution == resolution and g.preset == "auto"
+
+
+# StyleGAN2-ADA's train.py, its `cfg_specs` table: (mb, mbstd, fmaps, lrate, gamma, ema, ramp, map)
+TRAIN_PY_CFG_SPECS = {
+    "stylegan2": (32, 4, 1, 0.002, 10, 10, None, 8),
+    "paper256": (64, 8, 0.5, 0.0025, 1, 20, None, 8),
+    "paper512": (64, 8, 1, 0.0025, 0.5, 20, None, 8),
+    "paper1024": (32, 4, 1, 0.002, 2, 10, None, 8),
+    "cifar": (64, 32, 1, 0.0025, 0.01, 500, 0.05, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_PY_CFG_SPECS))
+def test_gan_presets_are_train_py_configurations(name):
+    mb, mbstd, fmaps, lrate, gamma, ema, ramp, mapping = TRAIN_PY_CFG_SPECS[name]
+    g = load_config(None, [f"gan.preset={name}", "gan.resolution=256"]).gan
+    assert (g.batch_size, g.mbstd_group_size, g.channel_base) == (mb, mbstd, fmaps * 32768)
+    assert (g.lr, g.r1_gamma, g.ema_kimg, g.ema_rampup) == (lrate, gamma, ema, ramp)
+    assert g.mapping_layers == mapping and g.channel_max == 512 and g.resolution == 256
+    # train.py's loss defaults, which only its cifar configuration changes (with D 'orig')
+    cifar = name == "cifar"
+    assert (g.pl_weight, g.style_mixing) == ((0.0, 0.0) if cifar else (2.0, 0.9))
+    assert g.d_architecture == ("orig" if cifar else "resnet")
+    # values set explicitly still win
+    assert load_config(None, [f"gan.preset={name}", "gan.batch_size=8"]).gan.batch_size == 8
+
+
+def test_gan_d_architecture_builds_that_discriminator():
+    from viscoin.models.stylegan2.synthesis import ARCHITECTURES
+    from viscoin.train.gan import build_networks
+
+    assert set(D_ARCHITECTURES) == set(ARCHITECTURES)
+    tiny = ["gan.resolution=16", "gan.channel_base=64", "gan.channel_max=8", "gan.z_dim=8"]
+    g = load_config(None, ["gan.preset=cifar", *tiny, "gan.w_dim=8"]).gan
+    _, D = build_networks(g, 3, 0)
+    assert D.to_config()["architecture"] == "orig" and not hasattr(D.b16, "skip")
+    _, D = build_networks(load_config(None, tiny + ["gan.w_dim=8"]).gan, 3, 0)
+    assert D.to_config()["architecture"] == "resnet" and hasattr(D.b16, "skip")
+    with pytest.raises(UserError, match="gan.d_architecture must be resnet or orig or skip"):
+        load_config(None, ["gan.d_architecture=residual"])
 
 
 def test_gan_preset_auto_lets_explicit_values_win(tmp_path: Path):

@@ -86,9 +86,10 @@ class ClassifierConfig:
 class GanConfig:
     """StyleGAN2 architecture and training (used by ``viscoin train gan``)."""
 
-    # auto: batch, minibatch-std group, channel base, lr, R1 γ, EMA and mapping depth derived from
-    # the resolution as StyleGAN2-ADA's `--cfg auto` (see auto_gan_settings); values set in the
-    # YAML file or with --set still win. none: the values below.
+    # StyleGAN2-ADA's `--cfg` values (see gan_preset_settings): auto (batch, minibatch-std group,
+    # channel base, lr, R1 γ, EMA and mapping depth derived from the resolution), paper256,
+    # paper512, paper1024, stylegan2 or cifar; values set in the YAML file or with --set still
+    # win. none: the values below.
     preset: str = "none"
     resolution: int = 256
     z_dim: int = 512
@@ -112,6 +113,7 @@ class GanConfig:
     ema_rampup: float | None = 0.05  # EMA half-life ≤ this fraction of the images seen; None: off
     style_mixing: float = 0.9  # probability of mixing two latents in a training batch
     mbstd_group_size: int = 4  # discriminator minibatch-std group (must divide the batch)
+    d_architecture: str = "resnet"  # discriminator: resnet (StyleGAN2's) | orig | skip
     # what D's inputs (real and generated) go through: ada (StyleGAN2-ADA's 'bgc' augmentations,
     # p tuned from E[sign D(real)]) | fixed:P (the same augmentations at a constant p) | none
     augment: str = "none"
@@ -240,6 +242,20 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     )
 
 
+# StyleGAN2-ADA's train.py `--cfg` table: reference GPU count, batch, minibatch-std group, channel
+# base as a fraction of 32768, lr, R1 γ, EMA half-life (kimg), EMA ramp-up and mapping depth.
+# 'auto' derives its values from the resolution (auto_gan_settings).
+STYLEGAN2_ADA_CONFIGS: dict[str, dict[str, Any]] = {
+    "stylegan2": dict(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
+    "paper256": dict(mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
+    "paper512": dict(mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
+    "paper1024": dict(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "cifar": dict(mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+}
+GAN_PRESETS = ("auto", *STYLEGAN2_ADA_CONFIGS)
+D_ARCHITECTURES = ("resnet", "orig", "skip")
+
+
 def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
     """The ``gan`` values of StyleGAN2-ADA's ``--cfg auto`` (its ``train.py``) at ``resolution``.
 
@@ -264,6 +280,39 @@ def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
         "mapping_layers": 2,
         "pl_weight": 2.0,
         "pl_interval": 4,
+        "style_mixing": 0.9,
+        "d_architecture": "resnet",
+    }
+
+
+def gan_preset_settings(name: str, resolution: int, gpus: int = 1) -> dict[str, Any]:
+    """The ``gan`` values of StyleGAN2-ADA's ``--cfg NAME`` (``auto``, ``paper256``, ...).
+
+    The fixed configurations give batch, minibatch-std group, channel base (fraction × 32768),
+    lr, R1 γ, EMA and mapping depth from train.py's table (:data:`STYLEGAN2_ADA_CONFIGS`), with
+    its loss's defaults (path length of weight 2 every 4 steps, style mixing 0.9); ``cifar`` also
+    turns path length and style mixing off and uses the ``orig`` discriminator, as train.py does.
+    ``paper256`` is the configuration of StyleGAN2-ADA's 256 px results. The batch is the global
+    one (train.py's ``--batch``), whatever the number of GPUs.
+    """
+    if name == "auto":
+        return auto_gan_settings(resolution, gpus)
+    spec = STYLEGAN2_ADA_CONFIGS[name]
+    cifar = name == "cifar"
+    return {
+        "batch_size": spec["mb"],
+        "mbstd_group_size": spec["mbstd"],
+        "channel_base": int(spec["fmaps"] * 32768),
+        "channel_max": 512,
+        "lr": spec["lrate"],
+        "r1_gamma": float(spec["gamma"]),
+        "ema_kimg": float(spec["ema"]),
+        "ema_rampup": spec["ramp"],
+        "mapping_layers": spec["map"],
+        "pl_weight": 0.0 if cifar else 2.0,
+        "pl_interval": 4,
+        "style_mixing": 0.0 if cifar else 0.9,
+        "d_architecture": "orig" if cifar else "resnet",
     }
 
 
@@ -294,13 +343,15 @@ def load_config(
             raise UserError(f"config file {path} must hold a mapping of sections, not {raw!r}")
         source = str(path)
     config = apply_overrides(from_dict(raw, source=source), overrides, check=False)
-    if config.gan.preset == "auto":
-        base = Config(gan=GanConfig(**auto_gan_settings(config.gan.resolution)))
+    if config.gan.preset in GAN_PRESETS:
+        settings = gan_preset_settings(config.gan.preset, config.gan.resolution)
+        base = Config(gan=GanConfig(**settings))
         config = apply_overrides(from_dict(raw, source=source, base=base), overrides, check=False)
     elif config.gan.preset != "none":
         raise UserError(
-            f"unknown gan.preset={config.gan.preset!r}: use 'auto' (StyleGAN2-ADA's values for "
-            "the resolution) or 'none' (the values as set)."
+            f"unknown gan.preset={config.gan.preset!r}: use one of StyleGAN2-ADA's configurations "
+            f"({', '.join(GAN_PRESETS)}; auto derives its values from the resolution) or 'none' "
+            "(the values as set)."
         )
     validate(config)
     return config
@@ -415,6 +466,8 @@ def _check_gan(c: GanConfig, p: list) -> None:
     for name in ("r1_gamma", "pl_weight", "ema_kimg", "max_minutes"):
         _at_least(p, f"gan.{name}", getattr(c, name), 0)
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
+    if c.d_architecture not in D_ARCHITECTURES:
+        p.append(("gan.d_architecture", c.d_architecture, " or ".join(D_ARCHITECTURES)))
     _at_least(p, "gan.log_every", c.log_every, 1)
     for name in ("r1_interval", "pl_interval", "ada_interval", "snapshot_every"):
         _at_least(p, f"gan.{name}", getattr(c, name), 1)

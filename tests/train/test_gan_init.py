@@ -29,7 +29,7 @@ def tiny_networks():
         randomise(G)
         return G.eval()
 
-    D = Discriminator(0, 16, 3, channel_base=256, channel_max=8)
+    D = Discriminator(0, 16, 3, channel_base=256, channel_max=8, architecture="orig")
     randomise(D)
     return generator(), generator(), D.eval()  # G, G_ema (different weights), D
 
@@ -72,6 +72,7 @@ def test_init_from_pickle_starts_from_its_networks(tmp_path, monkeypatch):
     cfg = load_config(None, TINY)
     changed = apply_init_architecture(cfg.gan, load_init_source(pkl))
     assert changed["z_dim"] == (16, 12) and changed["mapping_layers"] == (2, 3)
+    assert changed["d_architecture"] == ("resnet", "orig")
     assert (cfg.gan.channel_base, cfg.gan.channel_max, cfg.gan.init_from) == (256, 8, str(pkl))
     state = _new_state(cfg.gan, 3, torch.device("cpu"), load_init_source(pkl))
     same(state.G, G)  # mapping.w_avg included

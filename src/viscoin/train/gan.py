@@ -92,6 +92,7 @@ def build_networks(g: GanConfig, img_channels: int, c_dim: int) -> tuple[Generat
         c_dim=c_dim,
         img_resolution=g.resolution,
         img_channels=img_channels,
+        architecture=g.d_architecture,
         epilogue_kwargs={"mbstd_group_size": g.mbstd_group_size},
         **common,
     )

@@ -129,7 +129,9 @@ def source_architecture(source: InitSource) -> dict[str, object]:
         "conv_clamp": synthesis.get("conv_clamp"),
     }
     if source.D is not None:
-        epilogue = source.D.to_config().get("epilogue_kwargs") or {}
+        config = source.D.to_config()
+        arch["d_architecture"] = config.get("architecture", _default(Discriminator, "architecture"))
+        epilogue = config.get("epilogue_kwargs") or {}
         arch["mbstd_group_size"] = epilogue.get(
             "mbstd_group_size", _default(DiscriminatorEpilogue, "mbstd_group_size")
         )
