@@ -10,7 +10,8 @@ peak GPU memory, floating-point operations per step and the achieved TFLOP/s.
 A *variant* names the speed options, joined by ``+``: ``fp32`` or ``bf16`` (autocast, bf16
 synthesis), ``cl`` (channels_last), ``compile`` (torch.compile), ``graphs`` (torch.compile with
 CUDA graphs), ``fused`` (the fused modulated convolution for the reconstruction too, the path of
-an eval-mode generator before this option existed).
+an eval-mode generator before this option existed), ``subpx`` (the synthesis network's upsampling
+convolutions as stride-1 sub-pixel convolutions instead of transposed ones).
 
     python benchmarks/train_step.py --batch 8 64 --variants fp32 bf16+cl+compile     # on a GPU
     python benchmarks/train_step.py --curve 200 --variants fp32 bf16+cl              # loss curves
@@ -31,11 +32,12 @@ import torch
 
 from viscoin.models.classifier import Classifier
 from viscoin.models.stylegan2 import Generator
+from viscoin.models.stylegan2.ops import use_upsample_impl
 from viscoin.models.viscoin import build_core
 from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers
 from viscoin.train.viscoin import LossWeights
 
-TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused"}
+TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused", "subpx"}
 
 
 def parse_variant(name: str) -> tuple[SpeedOptions, bool]:
@@ -292,7 +294,10 @@ def main() -> None:
     for cb in args.channel_base:
         for variant in args.variants:
             if args.curve:
-                curve = loss_curve(args, variant, cb, device)
+                with use_upsample_impl(
+                    "subpixel" if "subpx" in variant.split("+") else "transpose"
+                ):
+                    curve = loss_curve(args, variant, cb, device)
                 out["curves"][f"{variant} cb{cb}"] = curve
                 print(
                     f"curve {variant}: total {curve['total'][0]:.4f} → {curve['total'][-1]:.4f}",
@@ -301,7 +306,10 @@ def main() -> None:
                 save()
                 continue
             for batch in args.batch:
-                r = bench(args, batch, variant, cb, device)
+                with use_upsample_impl(
+                    "subpixel" if "subpx" in variant.split("+") else "transpose"
+                ):
+                    r = bench(args, batch, variant, cb, device)
                 out["results"].append(r)
                 save()
                 parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts_ms"].items())

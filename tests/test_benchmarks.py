@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +46,17 @@ def test_train_step_curves_tiny(tmp_path):
         "--variants",
         "fp32",
         "bf16",
+        "fp32+subpx",
         "--json",
         str(out),
     )
     assert "max relative difference" in text
     curves = json.loads(out.read_text())["curves"]
     assert all(len(c["total"]) == 3 for c in curves.values())
+    # sub-pixel upsampling computes the same step as the transposed convolution
+    by_variant = {key.split()[0]: curve["total"] for key, curve in curves.items()}
+    fp32, subpx = by_variant["fp32"], by_variant["fp32+subpx"]
+    assert fp32 == pytest.approx(subpx, rel=1e-4)
 
 
 def test_generator_tiny():
@@ -119,8 +125,6 @@ def test_augment_tiny(tmp_path):
 
 
 def test_explore_latency_on_a_tiny_run(tmp_path):
-    import pytest
-
     pytest.importorskip("starlette")
     from tests.app.conftest import write_run
 

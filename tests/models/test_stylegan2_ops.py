@@ -232,3 +232,62 @@ def test_upfirdn2d_pointwise_matches_convolution_form(up, down, padding, flip):
     got = ops.upfirdn2d_pointwise(x, f * 3.0, up, down, padding, flip)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_subpixel_convolution_is_the_transposed_convolution(stride, kernel, groups):
+    torch.manual_seed(stride * 10 + kernel)
+    for padding, (height, width) in [(p, hw) for p in range(kernel) for hw in ((4, 4), (5, 7))]:
+        x = torch.randn(2, 4, height, width, dtype=torch.float64)
+        w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64)
+        expected = torch.nn.functional.conv_transpose2d(
+            x, w, stride=stride, padding=padding, groups=groups
+        )
+        out = ops.conv_transpose2d_subpixel(x, w, stride, (padding, padding), groups)
+        close(out, expected, tol=1e-12)
+
+
+@pytest.mark.parametrize("k, flip_weight", [(3, False), (3, True), (1, True), (2, False)])
+def test_conv2d_resample_upsamples_the_same_with_subpixel_convolutions(k, flip_weight):
+    x = torch.randn(2, 4, 8, 8)
+    w = torch.randn(5, 4, k, k)
+    f = ops.setup_filter()
+    with ops.use_upsample_impl("subpixel"):
+        assert ops.upsample_impl() == "subpixel"
+        out = ops.conv2d_resample(x, w, f=f, up=2, padding=k // 2, flip_weight=flip_weight)
+    assert ops.upsample_impl() == "transpose"  # restored
+    close(out, ref.conv2d_resample(x, w, f, 2, 1, k // 2, flip_weight))
+    with pytest.raises(ValueError, match="upsample impl"), ops.use_upsample_impl("pixelshuffle"):
+        pass
+
+
+def test_generator_with_subpixel_upsampling_gives_the_same_images_and_second_gradients():
+    from viscoin.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(8, 0, 8, 16, 3, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
+    for name, param in G.named_parameters():  # noise and non-zero biases: every path counts
+        if name.endswith(("noise_strength", "bias")):
+            torch.nn.init.normal_(param, std=0.3)
+    z = torch.randn(3, 8)
+
+    def run():
+        # a path-length-style penalty: its gradient is a double backward through the synthesis
+        ws = G.mapping(z, None).detach().requires_grad_(True)
+        img = G.synthesis(ws, noise_mode="const")
+        (grad,) = torch.autograd.grad((img * img.detach().sin()).sum(), ws, create_graph=True)
+        G.zero_grad()
+        (img.square().mean() + grad.square().sum()).backward()
+        return img.detach(), {
+            n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None
+        }
+
+    img_t, grads_t = run()
+    with ops.use_upsample_impl("subpixel"):
+        img_s, grads_s = run()
+    close(img_s, img_t)
+    assert grads_t.keys() == grads_s.keys() and len(grads_t) > 10
+    for name in grads_t:
+        close(grads_s[name], grads_t[name], tol=1e-4)

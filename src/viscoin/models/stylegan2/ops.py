@@ -9,8 +9,9 @@ the double backward that R1 and path-length regularisation need.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -222,6 +223,96 @@ def _conv(
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 
+# How conv2d_resample does the strided transposed convolution of its upsampling case:
+# "transpose" (F.conv_transpose2d) or "subpixel" (stride² stride-1 convolutions on the input, one per
+# output phase, interleaved). The same numbers; which is faster depends on the device and layout.
+_UPSAMPLE_IMPLS = ("transpose", "subpixel")
+_upsample_impl = "transpose"
+
+
+def upsample_impl() -> str:
+    """The current way of doing the upsampling convolution: ``transpose`` or ``subpixel``."""
+    return _upsample_impl
+
+
+@contextlib.contextmanager
+def use_upsample_impl(impl: str) -> Iterator[None]:
+    """Within the block, :func:`conv2d_resample` upsamples with ``impl`` (``transpose`` | ``subpixel``)."""
+    global _upsample_impl
+    if impl not in _UPSAMPLE_IMPLS:
+        raise ValueError(f"upsample impl must be one of {_UPSAMPLE_IMPLS}, not {impl!r}")
+    previous, _upsample_impl = _upsample_impl, impl
+    try:
+        yield
+    finally:
+        _upsample_impl = previous
+
+
+def _phase_taps(size: int, kernel: int, stride: int, padding: int, phase: int) -> tuple:
+    """For output positions ``stride·m + phase`` of a 1-D transposed convolution: the kernel taps
+    that reach them (``first::stride``), how many (``taps``), the input padding (left, right; a
+    negative value crops) that makes them a stride-1 correlation, and how many such outputs."""
+    out_size = (size - 1) * stride + kernel - 2 * padding
+    count = max(0, -(-(out_size - phase) // stride))
+    first = (phase + padding) % stride
+    taps = max(0, -(-(kernel - first) // stride))
+    # output stride·m + phase reads x[m + shift - t] with kernel tap first + stride·t
+    shift = (phase + padding - first) // stride
+    left = taps - 1 - shift
+    right = count + taps - 1 - size - left
+    return first, taps, left, right, count
+
+
+def conv_transpose2d_subpixel(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    stride: int,
+    padding: tuple[int, int] = (0, 0),
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)`` as stride²
+    stride-1 convolutions of the input, one per output phase (sub-pixel convolution).
+
+    x: (B, I, H, W); w: (I, O/groups, kh, kw) in conv_transpose2d's layout. Each phase (a, b) is
+    the correlation of x with the taps ``w[..., a'::stride, b'::stride]`` flipped, so there is no
+    zero insertion and no transposed convolution; the phases are interleaved into the output.
+    """
+    batch, in_channels, height, width = x.shape
+    _, out_per_group, kh, kw = w.shape
+    in_per_group = in_channels // groups
+    # conv2d layout (O, I/groups, kh, kw), flipped so that a correlation applies w as conv_transpose2d does
+    w = w.reshape(groups, in_per_group, out_per_group, kh, kw).transpose(1, 2)
+    w = w.reshape(groups * out_per_group, in_per_group, kh, kw).flip([2, 3])
+    rows = [_phase_taps(height, kh, stride, padding[0], a) for a in range(stride)]
+    cols = [_phase_taps(width, kw, stride, padding[1], b) for b in range(stride)]
+    out_h, out_w = sum(r[4] for r in rows), sum(c[4] for c in cols)
+    phases = []
+    for a, (r_first, r_taps, r_left, r_right, r_count) in enumerate(rows):
+        for b, (c_first, c_taps, c_left, c_right, c_count) in enumerate(cols):
+            if r_count == 0 or c_count == 0:
+                continue
+            if r_taps == 0 or c_taps == 0:  # a kernel smaller than the stride: no tap reaches these
+                zeros = x.new_zeros([batch, groups * out_per_group, r_count, c_count])
+                phases.append((a, b, zeros))
+                continue
+            # flipped kernel: the taps first, first + stride, ... read in reverse
+            r_idx = kh - 1 - (r_first + stride * (r_taps - 1))
+            c_idx = kw - 1 - (c_first + stride * (c_taps - 1))
+            sub = w[:, :, r_idx::stride, c_idx::stride][:, :, :r_taps, :c_taps]
+            y = F.conv2d(F.pad(x, [c_left, c_right, r_left, r_right]), sub, groups=groups)
+            phases.append((a, b, y))
+    first = phases[0][2]
+    equal = out_h % stride == 0 and out_w % stride == 0 and len(phases) == stride * stride
+    if equal:  # one interleave: (B, O, H', W') × s² → (B, O, s·H', s·W')
+        y = torch.stack([p[2] for p in phases], dim=2)
+        y = y.reshape(batch, -1, stride, stride, out_h // stride, out_w // stride)
+        return y.permute(0, 1, 4, 2, 5, 3).reshape(batch, -1, out_h, out_w)
+    out = first.new_zeros([batch, first.shape[1], out_h, out_w])
+    for a, b, y in phases:
+        out[:, :, a::stride, b::stride] = y
+    return out
+
+
 def conv2d_resample(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -278,15 +369,20 @@ def conv2d_resample(
         py0, py1 = py0 - (kh - 1), py1 - (kh - up)
         pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
         # conv_transpose2d applies its kernel as a convolution, the opposite of conv2d.
-        x = _conv(
-            x,
-            w,
-            stride=up,
-            padding=(pyt, pxt),
-            groups=groups,
-            transpose=True,
-            flip_weight=not flip_weight,
-        )
+        if _upsample_impl == "subpixel":
+            if flip_weight:  # conv_transpose2d applies its kernel flipped relative to conv2d
+                w = w.flip([2, 3])
+            x = conv_transpose2d_subpixel(x, w, stride=up, padding=(pyt, pxt), groups=groups)
+        else:
+            x = _conv(
+                x,
+                w,
+                stride=up,
+                padding=(pyt, pxt),
+                groups=groups,
+                transpose=True,
+                flip_weight=not flip_weight,
+            )
         x = upfirdn2d(
             x,
             f,
