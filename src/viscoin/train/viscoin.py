@@ -59,6 +59,7 @@ from viscoin.utils.checkpoint import (
     save_state,
     set_rng_state,
 )
+from viscoin.utils.device import compile_cache
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 MODEL_FILE = "viscoin.safetensors"
@@ -564,7 +565,16 @@ class ViscoinTrainer:
         )
 
     def fit(self, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until ``viscoin.iterations`` (or ``stop_after`` more steps, for tests)."""
+        """Train until ``viscoin.iterations`` (or ``stop_after`` more steps, for tests).
+
+        A compiled step keeps torch.compile's caches in the run's ``compile-cache/``: a resumed
+        run with the same shapes loads the compiled graphs instead of compiling them again.
+        """
+        compiled = self.compute.options.compile != "none"
+        with compile_cache(self.run.path / "compile-cache" if compiled else None):
+            return self._fit(progress, stop_after)
+
+    def _fit(self, progress: bool, stop_after: int | None) -> dict[str, Any]:
         from tqdm import tqdm
 
         v = self.cfg.viscoin

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,3 +41,51 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def compile_cache(directory: str | Path | None) -> Iterator[None]:
+    """Within the block, ``torch.compile`` keeps its on-disk caches (Inductor's compiled graphs,
+    AOTAutograd's, Triton's kernels) in ``directory``, so that a second start with the same
+    shapes (a resumed run) loads what the first one compiled instead of compiling it again.
+
+    ``None`` changes nothing, and neither does a ``TORCHINDUCTOR_CACHE_DIR`` the user has set.
+    The graph caches are switched on for the block (torch 2.4 has them off by default).
+    """
+    before = os.environ.get(COMPILE_CACHE_ENV)
+    # Inductor writes its default directory into the variable itself once it has looked it up:
+    # only another value is the user's
+    if directory is None or before not in (None, _default_inductor_cache()):
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    os.environ[COMPILE_CACHE_ENV] = str(Path(directory).resolve())
+    previous = inductor_config.fx_graph_cache
+    inductor_config.fx_graph_cache = True
+    try:
+        yield
+    finally:
+        inductor_config.fx_graph_cache = previous
+        if before is None:
+            os.environ.pop(COMPILE_CACHE_ENV, None)
+        else:
+            os.environ[COMPILE_CACHE_ENV] = before
+
+
+def _default_inductor_cache() -> str:
+    """Inductor's cache directory when nothing is set: ``<tmp>/torchinductor_<user>``."""
+    import getpass
+    import re
+    import tempfile
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    user = re.sub(r'[\\/:*?"<>|]', "_", user)
+    return os.path.abspath(os.path.join(tempfile.gettempdir(), f"torchinductor_{user}"))
