@@ -267,10 +267,9 @@ def collapse(a: argparse.Namespace) -> None:
     g = GanConfig(**{**auto_gan_settings(a.res), "resolution": a.res, "augment": "none"})
     if a.tiny:  # a smoke-test size
         g = GanConfig(**{**vars(g), **TINY})
-    if a.r1_gamma is not None:
-        g.r1_gamma = a.r1_gamma
-    if a.mbstd_group_size is not None:
-        g.mbstd_group_size = a.mbstd_group_size
+    for name in ("r1_gamma", "mbstd_group_size", "channel_base", "lr", "batch_size"):
+        if getattr(a, name) is not None:  # a recipe other than 'auto'
+            setattr(g, name, getattr(a, name))
     if device.type == "cuda":
         vg.set_cuda_precision(g)
     torch.manual_seed(a.seed)
@@ -357,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--r1-gamma", type=float)
     p.add_argument("--mbstd-group-size", type=int)
+    p.add_argument("--channel-base", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path)
