@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,10 @@ from viscoin.cli.common import (
     start_config,
 )
 from viscoin.errors import UserError
+
+if TYPE_CHECKING:
+    from viscoin.config import Config
+    from viscoin.train.distributed import DistInfo
 
 gan_app = typer.Typer(
     help="StyleGAN2 generators: convert official pickles, sample images.",
@@ -146,17 +150,12 @@ def train_gan_command(
     """Train a StyleGAN2 generator on a dataset's training split.
 
     Example: viscoin train gan --config shapes --set gan.kimg=200 --name shapes-gan
+    Under torchrun (torchrun --nproc-per-node 8 -m viscoin train gan ...) gan.batch_size is the
+    global batch, split over the processes.
     """
     from viscoin.train.augment import check_augment_config
-    from viscoin.train.gan import train_gan
-    from viscoin.train.gan_init import (
-        apply_init_architecture,
-        check_init_resolution,
-        load_init_source,
-    )
+    from viscoin.train.distributed import init_distributed, shutdown
     from viscoin.train.gan_quality import check_quality_config
-    from viscoin.utils.device import resolve_device
-    from viscoin.utils.runs import new_run
 
     cfg, note = start_config(
         config,
@@ -172,43 +171,73 @@ def train_gan_command(
     )
     check_augment_config(cfg.gan)  # before any dataset or run directory is made
     check_quality_config(cfg.gan)
-    source = None
     if resume and init_from is not None and init_from != cfg.gan.init_from:
         raise UserError(
             f"cannot resume with --init-from {init_from}: the run started from "
             f"{cfg.gan.init_from or 'fresh networks'} and resumes from its own state."
         )
+    dist = init_distributed(cfg.run.device)  # alone without torchrun's environment
+    try:
+        _train_gan(cfg, note, dist, init_from, resume, quiet)
+    finally:
+        shutdown(dist)
+
+
+def _train_gan(
+    cfg: Config,
+    note: str | None,
+    dist: DistInfo,
+    init_from: str | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """``train gan`` once the config is read, in each process (rank 0 writes and reports)."""
+    from viscoin.train.distributed import broadcast_object
+    from viscoin.train.gan import train_gan
+    from viscoin.train.gan_init import (
+        apply_init_architecture,
+        check_init_resolution,
+        load_init_source,
+    )
+    from viscoin.utils.runs import RunDir, new_run
+
+    source = None
     if init_from is not None:
         cfg.gan.init_from = init_from
     if cfg.gan.init_from and not resume:  # a resumed run's networks come from its state
         source = load_init_source(cfg.gan.init_from)
         changed = apply_init_architecture(cfg.gan, source)
         check_init_resolution(source, cfg.data.resolution)
-        if changed:
+        if changed and dist.is_main:
             listed = ", ".join(f"gan.{k}={new}" for k, (_, new) in changed.items())
             typer.echo(f"architecture from {source.path}: {listed}", err=True)
-    torch_device = resolve_device(cfg.run.device)
     try:
         from viscoin.data import build_dataset
     except ImportError:
         raise UserError("datasets are not available in this installation (viscoin.data).") from None
     # GANs learn the image distribution itself: no random crops (flips are gan.augment's job).
     train_set = build_dataset(cfg.data, split="train", augment=False)
-    run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
-    if not resume:  # a resume writes it once its state has loaded (train_gan)
-        cfg.save(run.config)
+    run_path = None
+    if dist.is_main:
+        run = new_run(cfg.run.runs_dir, cfg.run.name, prefix="gan", resume=resume)
+        if not resume:  # a resume writes it once its state has loaded (train_gan)
+            cfg.save(run.config)
+        run_path = str(run.path)
+    run = RunDir(broadcast_object(run_path, dist))
     summary = train_gan(
         cfg,
         run,
         train_set,
-        torch_device,
+        dist.device,
         resume=resume,
         progress=not quiet,
         init=source,
         started=(lambda: typer.echo(note, err=True)) if note else None,
+        dist=dist,
     )
-    typer.echo(
-        f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "
-        f"{summary['seconds']:.0f}s; loss_G {summary.get('loss_G', float('nan')):.3f}, "
-        f"loss_D {summary.get('loss_D', float('nan')):.3f}; generator: {summary['generator']}"
-    )
+    if dist.is_main:
+        typer.echo(
+            f"trained {summary['steps']} steps ({summary['kimg']:.1f} kimg) in "
+            f"{summary['seconds']:.0f}s; loss_G {summary.get('loss_G', float('nan')):.3f}, "
+            f"loss_D {summary.get('loss_D', float('nan')):.3f}; generator: {summary['generator']}"
+        )

@@ -105,6 +105,10 @@ class AugmentDraws:
     def to(self, dtype: torch.dtype) -> AugmentDraws:
         return AugmentDraws(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
 
+    def select(self, rows: slice | torch.Tensor) -> AugmentDraws:
+        """The draws of the images ``rows`` picks (e.g. one process's share of a global batch)."""
+        return AugmentDraws(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
 
 def blit_matrix(d: AugmentDraws) -> torch.Tensor:
     """Output → input pixel coordinates (centred, x right, y down) of the blit ops, (B, 3, 3).
@@ -416,8 +420,9 @@ class AdaTuner:
     interval / (kimg · 1000), 0, 1), with r_t = E[sign D(real)] over the real logits D produced
     since the last adjustment (in D's main phase and in R1, as the official ``Loss/signs/real``).
 
-    Under ``torch.distributed`` the sums are all-reduced first, so every rank computes the same p.
-    ``batch`` is the global batch (images per step over all ranks).
+    Under ``torch.distributed`` every observation is summed over the ranks as it is made, so each
+    rank holds the global sums (the same ones, which a resume can restore on every rank) and
+    computes the same p. ``batch`` is the global batch (images per step over all ranks).
     """
 
     def __init__(
@@ -429,9 +434,13 @@ class AdaTuner:
         self.signs = torch.zeros(2, dtype=torch.float64, device=pipe.p.device)
 
     def observe(self, real_logits: torch.Tensor) -> None:
-        """Count the signs of D's logits on (augmented) real images, any shape."""
+        """Count the signs of D's logits on (augmented) real images, any shape (under
+        ``torch.distributed``: those of every rank, one all-reduce)."""
         logits = real_logits.detach()
-        self.signs += torch.stack([logits.sign().sum().double(), logits.new_tensor(logits.numel())])
+        counts = torch.stack([logits.sign().sum().double(), logits.new_tensor(logits.numel())])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        self.signs += counts
 
     def update(self, step: int) -> dict[str, torch.Tensor]:
         """After step ``step`` (1-based count of steps done): adjust p when ``step % interval == 0``.
@@ -440,10 +449,7 @@ class AdaTuner:
         """
         if step % self.interval:
             return {}
-        signs = self.signs.clone()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(signs)
-        rt = signs[0] / signs[1].clamp(min=1)
+        rt = self.signs[0] / self.signs[1].clamp(min=1)
         adjust = torch.sign(rt - self.target) * self.speed
         self.pipe.p.copy_((self.pipe.p + adjust.to(self.pipe.p.dtype)).clamp(0, 1))
         self.signs.zero_()

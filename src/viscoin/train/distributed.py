@@ -2,12 +2,15 @@
 
 Without torchrun's environment variables everything runs in one process and these helpers are
 no-ops, so the same training code serves both. :class:`GlobalBatchNorm1d` gives batch
-normalisation the statistics of the global batch, as one process would compute them.
+normalisation the statistics of the global batch, as one process would compute them;
+:func:`average_gradients` and :func:`sum_over_ranks` serve the GAN trainer, which averages each
+phase's gradients itself.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +87,32 @@ class _SumOverRanks(torch.autograd.Function):
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Σ over the ranks of ``x`` (any shape), differentiable: the gradient reaching the sum is
+    summed over the ranks on its way back, so every rank's ``x`` gets the gradient one process
+    holding all the terms would give it. Alone, ``x`` itself."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _SumOverRanks.apply(x)
+
+
+def average_gradients(params: Iterable[nn.Parameter], info: DistInfo) -> None:
+    """Replace each ``.grad`` of ``params`` by its mean over the ranks (one all-reduce of all of
+    them flattened); parameters without a gradient are skipped, so every rank must pass the same
+    ones with gradients. With per-rank losses that are means over equal shares of a global batch,
+    the result is the gradient of the global batch's mean loss."""
+    if not info.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world
+    for grad, mean in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(mean.view(grad.shape))
 
 
 class GlobalBatchNorm1d(nn.BatchNorm1d):

@@ -10,6 +10,28 @@ pipeline of :mod:`viscoin.train.augment`, whose p is tuned from E[sign D(real)] 
 Resuming is exact: models, optimisers, p and its statistics, RNG states and the data position are
 all restored.
 
+Under ``torchrun`` (one process per GPU, :mod:`viscoin.train.distributed`) ``gan.batch_size`` stays
+the global batch, as StyleGAN2-ADA's ``--batch``, and N processes train what one process would with
+it, up to float rounding:
+
+* Every process draws the random numbers of the whole global batch (latents of every phase,
+  generated labels, style mixing, noise images, path-length noise, augmentation) from identically
+  seeded streams and keeps its share of the rows: process r takes rows r, r + N, r + 2N, … (real
+  images: the same rows of :class:`InfiniteBatches`' global batches). Interleaved rather than
+  contiguous, because a minibatch-std group is every (B/G)-th row of a batch of B: with the
+  interleaved share, each process's groups are exactly the groups one process forms.
+* After each phase's backward the phase's network's gradients are averaged over the processes:
+  each loss is a mean over an equal share, so the average is the gradient of the global batch's
+  mean loss. ``w_avg`` moves towards the global batch's mean w, ``pl_mean`` towards the global
+  mean path length (and the penalty's gradient through that mean is the global one), ADA's
+  statistics are summed over the processes: networks, G_ema, ``pl_mean`` and p stay identical
+  on every process.
+* Only rank 0 writes (snapshots, sample grids, metrics, the quality monitor and
+  ``generator-best.safetensors``); a resume restores the same state file on every rank (RNG
+  states included, rank 0's: every rank draws the same), and since nothing in it depends on the
+  number of processes, a run resumes on any number that splits its batch. Divergence, the ADA
+  stall and the time budget are decided together, so all processes stop at the same step.
+
 Where this loop departs from StyleGAN2-ADA's ``training_loop.py`` / ``loss.py`` (the phases'
 gradients are otherwise the official ones, ``tests/train/test_gan_objective.py``):
 
@@ -45,7 +67,15 @@ from viscoin.data.transforms import to_uint8
 from viscoin.errors import UserError
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
 from viscoin.models.stylegan2.generator import image_grid, save_image
+from viscoin.models.stylegan2.layers import SynthesisLayer
 from viscoin.train.augment import AdaTuner, AugmentPipe, check_augment_config
+from viscoin.train.distributed import (
+    DistInfo,
+    average_gradients,
+    barrier,
+    broadcast_object,
+    sum_over_ranks,
+)
 from viscoin.train.gan_init import (
     DISCRIMINATOR_FILE,
     GENERATOR_FILE,
@@ -123,16 +153,26 @@ class InfiniteBatches(Sampler[list[int]]):
     """Batches of indices from consecutive seeded permutations of the dataset, from any batch on.
 
     Batch ``k`` is always the same indices for a given seed, so a resumed run sees exactly the data
-    an uninterrupted one would have.
+    an uninterrupted one would have. ``batch_size`` is the global batch; process ``rank`` of
+    ``world`` gets its rows ``rank, rank + world, …`` of each (all of it alone).
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start_batch: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start_batch: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.size, self.batch_size, self.seed, self.start_batch = (
             size,
             batch_size,
             seed,
             start_batch,
         )
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
         position = self.start_batch * self.batch_size
@@ -147,7 +187,7 @@ class InfiniteBatches(Sampler[list[int]]):
                     permutation = torch.randperm(self.size, generator=generator).tolist()
                 batch.append(permutation[i])
                 position += 1
-            yield batch
+            yield batch[self.rank :: self.world]
 
 
 @dataclass
@@ -167,13 +207,46 @@ class GanState:
 
 
 class GanLoss:
-    """StyleGAN2-ADA's losses, one method per training phase; each calls ``backward`` itself."""
+    """StyleGAN2-ADA's losses, one method per training phase; each calls ``backward`` itself.
 
-    def __init__(self, state: GanState, g: GanConfig, seed: int = 0) -> None:
+    The latents ``z`` (N, z_dim) and labels ``c`` (N, c_dim) of generated images that the methods
+    take are those of the global batch (N images over all processes, the same on every process);
+    each process generates its rows of them (:meth:`rows`) and draws every other random number
+    for the global batch too, keeping its rows. Real images and their labels are this process's
+    share already. Alone (``dist`` None or of one process) the rows are all of them.
+    """
+
+    def __init__(
+        self, state: GanState, g: GanConfig, seed: int = 0, dist: DistInfo | None = None
+    ) -> None:
         self.s, self.g, self.seed = state, g, seed
+        self.dist = dist if dist is not None else DistInfo(0, 1, 0, state.pl_mean.device)
         # The augmentation's own random stream, reseeded from (seed, step) at every step: the draws
         # of a step never depend on what ran before it, so a resumed run makes the same ones.
         self.augment_generator = torch.Generator(device=state.pl_mean.device)
+        # The layers with noise inputs, in the order SynthesisNetwork.forward(noise=) takes them.
+        self.noise_layers = [
+            m for m in state.G.synthesis.modules() if isinstance(m, SynthesisLayer)
+        ]
+
+    @property
+    def world(self) -> int:
+        return self.dist.world
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a global-batch tensor: (N, ...) → (N / world, ...), rows
+        ``rank, rank + world, …`` (the minibatch-std groups of one process are then those of the
+        global batch)."""
+        return x if self.world == 1 else x[self.dist.rank :: self.world]
+
+    def gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`rows`: every process's (b, ...) → the global batch (world·b, ...)
+        in its order (one all-gather)."""
+        if self.world == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.stack(parts, dim=1).flatten(0, 1)
 
     def begin_step(self, step: int) -> None:
         """Seed the augmentation draws of training step ``step``."""
@@ -182,21 +255,50 @@ class GanLoss:
     def run_G(
         self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (B, z_dim) → images (B, C, R, R) and the W+ used (B, num_ws, w_dim)."""
+        """z (N, z_dim), c (N, c_dim) of the global batch → this process's images
+        (N / world, C, R, R) and the W+ used (N / world, num_ws, w_dim)."""
         G = self.s.G
-        ws = G.mapping(z, c, update_emas=update_emas)
+        ws = G.mapping(self.rows(z), self.rows(c), update_emas=update_emas and self.world == 1)
+        if update_emas and self.world > 1:
+            self._update_w_avg(ws[:, 0])
         if self.g.style_mixing > 0:
             # From a random row on, the layers take a second latent's styles (mixing regularisation).
             cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
             mix = torch.rand([], device=ws.device) < self.g.style_mixing
             cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
-            ws[:, cutoff:] = G.mapping(torch.randn_like(z), c)[:, cutoff:]
-        return G.synthesis(ws, noise_mode="random"), ws
+            second = self.rows(torch.randn_like(z))
+            ws[:, cutoff:] = G.mapping(second, self.rows(c))[:, cutoff:]
+        noise = None
+        if self.world > 1:  # the global batch's noise images; alone, each layer draws its own
+            n = z.shape[0]
+            noise = [
+                self.rows(torch.randn([n, 1, layer.resolution, layer.resolution], device=ws.device))
+                if layer.use_noise
+                else None
+                for layer in self.noise_layers
+            ]
+        return G.synthesis(ws, noise_mode="random", noise=noise), ws
+
+    def _update_w_avg(self, w: torch.Tensor) -> None:
+        """Move ``w_avg`` towards the global batch's mean w, as the mapping does with one process
+        (``w`` (b, w_dim): this process's rows; one all-reduce of their mean)."""
+        mapping = self.s.G.mapping
+        if mapping.w_avg_beta is None:
+            return
+        mean = w.detach().mean(dim=0)
+        torch.distributed.all_reduce(mean)
+        mapping.w_avg.copy_((mean / self.world).lerp(mapping.w_avg, mapping.w_avg_beta))
 
     def run_D(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """(B, C, R, R) → logits (B, 1), through the augmentation when it is on."""
-        if self.s.augment_pipe is not None:
-            images = self.s.augment_pipe(images, self.augment_generator)
+        """This process's (b, C, R, R) → logits (b, 1), through the augmentation when it is on
+        (its draws made for the global batch, this process's rows kept)."""
+        pipe = self.s.augment_pipe
+        if pipe is not None and self.world == 1:
+            images = pipe(images, self.augment_generator)
+        elif pipe is not None:
+            n, _, h, w = images.shape
+            draws = pipe.draw(n * self.world, h, w, images.device, self.augment_generator)
+            images = pipe.apply(images, draws.select(slice(self.dist.rank, None, self.world)))
         return self.s.D(images, c)
 
     def observe_real(self, logits: torch.Tensor) -> None:
@@ -207,7 +309,7 @@ class GanLoss:
     def generator_main(self, z: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         """Non-saturating loss: mean softplus(-D(G(z)))."""
         images, _ = self.run_G(z, c)
-        logits = self.run_D(images, c)
+        logits = self.run_D(images, self.rows(c))
         loss = F.softplus(-logits).mean()
         loss.backward()
         return {"loss_G": loss.detach(), "score_fake": logits.detach().mean()}
@@ -215,13 +317,17 @@ class GanLoss:
     def generator_pl(
         self, z: torch.Tensor, c: torch.Tensor, gain: float
     ) -> dict[str, torch.Tensor]:
-        """Path-length regularisation on half a batch: ‖Jᵀy‖ towards its running mean."""
+        """Path-length regularisation on half the global batch (z[:N // 2], each process its rows
+        of them): ‖Jᵀy‖ towards its running mean, which follows the mean over all of them."""
         batch = max(z.shape[0] // 2, 1)
         images, ws = self.run_G(z[:batch], c[:batch])
-        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        noise = torch.randn([batch, *images.shape[1:]], dtype=images.dtype, device=images.device)
+        noise = self.rows(noise) / math.sqrt(images.shape[2] * images.shape[3])
         (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()
-        pl_mean = self.s.pl_mean.lerp(lengths.mean(), 0.01)
+        # The global mean, differentiable: its gradient reaches every process's lengths.
+        mean = lengths.mean() if self.world == 1 else sum_over_ranks(lengths.sum()) / batch
+        pl_mean = self.s.pl_mean.lerp(mean, 0.01)
         self.s.pl_mean.copy_(pl_mean.detach())
         penalty = (lengths - pl_mean).square()
         # `images[:, 0, 0, 0] * 0` keeps every synthesis parameter in the graph (as the official code).
@@ -234,7 +340,7 @@ class GanLoss:
         """softplus(D(G(z))) + softplus(-D(x)); the generated images also update ``w_avg``."""
         with torch.no_grad():
             fake, _ = self.run_G(z, c, update_emas=True)
-        fake_logits = self.run_D(fake, c)
+        fake_logits = self.run_D(fake, self.rows(c))
         loss_fake = F.softplus(fake_logits).mean()
         loss_fake.backward()
         real_logits = self.run_D(real.detach(), real_c)
@@ -273,13 +379,20 @@ def _optimizer_step(module: torch.nn.Module, opt: torch.optim.Optimizer) -> None
 
 
 def _phase(
-    module: torch.nn.Module, opt: torch.optim.Optimizer, fn: Any, *args: Any
+    module: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    fn: Any,
+    *args: Any,
+    dist: DistInfo | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Run one phase: gradients only for ``module``, then an optimiser step."""
+    """Run one phase: gradients only for ``module`` (averaged over the processes under
+    ``dist``), then an optimiser step."""
     opt.zero_grad(set_to_none=True)
     module.requires_grad_(True)
     values = fn(*args)
     module.requires_grad_(False)
+    if dist is not None:
+        average_gradients(module.parameters(), dist)
     _optimizer_step(module, opt)
     return values
 
@@ -291,23 +404,33 @@ def training_step(
     c_dim: int,
     g: GanConfig,
 ) -> dict[str, torch.Tensor]:
-    """One iteration: G main, G path length (lazy), D main, D R1 (lazy), then the EMA update."""
-    s = loss.s
-    batch, device = real.shape[0], real.device
+    """One iteration: G main, G path length (lazy), D main, D R1 (lazy), then the EMA update.
+
+    ``real`` (b, C, R, R) and ``labels`` (b,) are this process's share of the global batch
+    (b = B / world; all B alone). The returned values are this process's means.
+    """
+    s, dist = loss.s, loss.dist
+    batch, device = real.shape[0] * dist.world, real.device  # the global batch
     loss.begin_step(s.step)
-    real_c = F.one_hot(labels, c_dim).float() if c_dim else torch.zeros([batch, 0], device=device)
+    if c_dim:
+        all_c = F.one_hot(loss.gather_rows(labels), c_dim).float()
+    else:
+        all_c = torch.zeros([batch, 0], device=device)
+    real_c = loss.rows(all_c)
     do_pl = g.pl_weight > 0 and s.step % g.pl_interval == 0
     do_r1 = g.r1_gamma > 0 and s.step % g.r1_interval == 0
     # Fresh latents for every phase; generated labels follow the real batch's label distribution.
     zs = torch.randn([4 * batch, s.G.z_dim], device=device).split(batch)
-    cs = [real_c[torch.randperm(batch, device=device)] for _ in range(4)]
+    cs = [all_c[torch.randperm(batch, device=device)] for _ in range(4)]
 
-    values = _phase(s.G, s.opt_G, loss.generator_main, zs[0], cs[0])
+    values = _phase(s.G, s.opt_G, loss.generator_main, zs[0], cs[0], dist=dist)
     if do_pl:
-        values |= _phase(s.G, s.opt_G, loss.generator_pl, zs[1], cs[1], g.pl_interval)
-    values |= _phase(s.D, s.opt_D, loss.discriminator_main, real, real_c, zs[2], cs[2])
+        values |= _phase(s.G, s.opt_G, loss.generator_pl, zs[1], cs[1], g.pl_interval, dist=dist)
+    values |= _phase(s.D, s.opt_D, loss.discriminator_main, real, real_c, zs[2], cs[2], dist=dist)
     if do_r1:
-        values |= _phase(s.D, s.opt_D, loss.discriminator_r1, real, real_c, g.r1_interval)
+        values |= _phase(
+            s.D, s.opt_D, loss.discriminator_r1, real, real_c, g.r1_interval, dist=dist
+        )
 
     # EMA of the generator weights; the half-life ramps up with the images seen so far.
     ema_nimg = g.ema_kimg * 1000
@@ -321,7 +444,7 @@ def training_step(
             b_ema.copy_(b)
     s.step += 1
     if s.ada is not None:
-        values |= s.ada.update(s.step)
+        values |= s.ada.update(s.step)  # its sums are all-reduced: the same p everywhere
     return values
 
 
@@ -468,6 +591,7 @@ def train_gan(
     progress: bool = True,
     init: InitSource | None = None,
     started: Callable[[], None] | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 on ``dataset`` (items ``(image (C, R, R) in [-1, 1], label)``).
 
@@ -477,8 +601,14 @@ def train_gan(
     Writes ``checkpoints/{generator,discriminator}.safetensors`` and ``gan-training.state.pt`` every
     ``gan.snapshot_every`` steps and at the end, ``figures/samples-XXXXXX.png`` and
     ``metrics.jsonl``. Returns a summary (steps, final losses, paths).
+
+    ``dist``: this process's place under torchrun (default: alone); ``device`` is then its own
+    device (``dist.device``). Every process passes the same config, run directory and dataset;
+    each trains on ``gan.batch_size / world`` images of every global batch, only rank 0 writes,
+    and ``started`` is called on rank 0 only. Every process returns the same summary.
     """
     g = cfg.gan
+    dist = dist if dist is not None else DistInfo(0, 1, 0, device)
     check_augment_config(g)
     check_quality_config(g)
     if init is None and g.init_from and not resume:  # a resume's networks come from its state
@@ -486,12 +616,7 @@ def train_gan(
     if init is not None:
         apply_init_architecture(g, init)
         check_init_resolution(init, _image_size(dataset))
-    group = min(g.mbstd_group_size, g.batch_size)
-    if g.batch_size < 1 or g.batch_size % group:
-        raise UserError(
-            f"gan.batch_size={g.batch_size} must be a multiple of gan.mbstd_group_size="
-            f"{g.mbstd_group_size} (the discriminator's minibatch-std groups)."
-        )
+    check_batch(g, dist.world)
     img_channels, classes = _dataset_info(dataset, g)
     if device.type == "cuda":
         set_cuda_precision(g)
@@ -500,11 +625,47 @@ def train_gan(
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
         return _train(
-            cfg, run, dataset, device, resume, img_channels, classes, progress, init, started
+            cfg, run, dataset, device, dist, resume, img_channels, classes, progress, init, started
         )
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
+
+
+def check_batch(g: GanConfig, world: int = 1) -> int:
+    """The images per process of ``gan.batch_size`` (the global batch) over ``world`` processes;
+    a :class:`UserError` naming the fix when the batch does not split into whole minibatch-std
+    groups per process (or, with path lengths regularised, into even shares)."""
+    batch, group = g.batch_size, g.mbstd_group_size
+    if world == 1:
+        group = min(group, batch)
+        if batch < 1 or batch % group:
+            raise UserError(
+                f"gan.batch_size={batch} must be a multiple of gan.mbstd_group_size="
+                f"{g.mbstd_group_size} (the discriminator's minibatch-std groups)."
+            )
+        return batch
+    if batch % world:
+        raise UserError(
+            f"gan.batch_size={batch} is the global batch, split over {world} processes: it must "
+            f"be divisible by {world}; set gan.batch_size to a multiple of {world}."
+        )
+    share = batch // world
+    if share % group:
+        raise UserError(
+            f"gan.batch_size={batch} over {world} processes leaves {share} images per process, "
+            f"not a multiple of gan.mbstd_group_size={group} (the minibatch-std groups live "
+            f"inside one process): set gan.batch_size to a multiple of {world * group}, or "
+            "gan.mbstd_group_size to a divisor of the per-process batch."
+        )
+    if g.pl_weight > 0 and share % 2:
+        raise UserError(
+            f"gan.batch_size={batch} over {world} processes leaves {share} images per process: "
+            "path-length regularisation splits half the global batch evenly over the processes, "
+            f"so each needs an even share; set gan.batch_size to a multiple of {2 * world} "
+            "(or gan.pl_weight=0)."
+        )
+    return share
 
 
 def _new_state(
@@ -553,13 +714,35 @@ class DivergenceWatch:
         finite = torch.stack([v.float() for v in values.values()]).isfinite().all()
         self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
 
-    def check(self, state: GanState, run: RunDir, g: GanConfig, weights: bool = False) -> None:
-        """Raise if a loss was non-finite (or, with ``weights``, a weight of G_ema, G or D is)."""
-        step, what = int(self.first_bad), "losses"
-        if step < 0 and weights:
+    def check(
+        self,
+        state: GanState,
+        run: RunDir,
+        g: GanConfig,
+        weights: bool = False,
+        dist: DistInfo | None = None,
+    ) -> None:
+        """Raise if a loss was non-finite (or, with ``weights``, a weight of G_ema, G or D is).
+
+        Under ``dist`` every process must call it at the same step: one all-reduce tells every
+        process of a divergence any of them saw, so all of them stop together.
+        """
+        first_bad, weights_ok = self.first_bad, None
+        if weights:
             nets = (state.G_ema, state.G, state.D)
-            if not all(t.isfinite().all() for net in nets for t in net.state_dict().values()):
-                step, what = state.step, "weights"
+            finite = [t.isfinite().all() for net in nets for t in net.state_dict().values()]
+            weights_ok = torch.stack(finite).all().long()
+        if dist is not None and dist.enabled:
+            # min over the processes of (first bad step, or "none" as a large number; weights ok)
+            none = torch.iinfo(torch.int64).max
+            ok = weights_ok if weights_ok is not None else torch.ones_like(first_bad)
+            flags = torch.stack([torch.where(first_bad < 0, none, first_bad), ok])
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+            first_bad = torch.where(flags[0] == none, -1, flags[0])
+            weights_ok = flags[1] if weights else None
+        step, what = int(first_bad), "losses"
+        if step < 0 and weights_ok is not None and not bool(weights_ok):
+            step, what = state.step, "weights"
         if step < 0:
             return
         kept = (
@@ -576,7 +759,8 @@ class DivergenceWatch:
 def check_ada_stall(state: GanState, g: GanConfig, values: dict[str, torch.Tensor]) -> None:
     """Stop when ADA has held p at 1 for ``gan.ada_stall_kimg`` with r_t still above the target:
     augmentation can no longer keep D from overfitting (StyleGAN2-ADA's signal that the data are
-    too few for this long a run). Checked only at ADA's adjustments (one host sync each)."""
+    too few for this long a run). Checked only at ADA's adjustments (one host sync each). Under
+    torchrun r_t (all-reduced) and p are the same on every process: all of them stop together."""
     if state.ada is None or "ada_rt" not in values or not g.ada_stall_kimg > 0:
         return
     rt = float(values["ada_rt"])
@@ -611,10 +795,19 @@ class _Averages:
             self.sums[key] = self.sums.get(key, 0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def pop(self) -> dict[str, float]:
-        means = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+    def pop(self, dist: DistInfo | None = None) -> dict[str, float]:
+        """The means since the last call; under ``dist`` also averaged over the processes (one
+        all-reduce; every process holds an equal share of each batch)."""
+        if dist is not None and dist.enabled:
+            keys = sorted(self.sums)
+            means = torch.stack([torch.as_tensor(self.sums[k]).double() for k in keys])
+            means /= torch.tensor([self.counts[k] for k in keys], device=means.device)
+            torch.distributed.all_reduce(means)
+            result = dict(zip(keys, (means / dist.world).tolist(), strict=True))
+        else:
+            result = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
         self.sums, self.counts = {}, {}
-        return means
+        return result
 
 
 def _train(
@@ -622,6 +815,7 @@ def _train(
     run: RunDir,
     dataset: Dataset,
     device: torch.device,
+    dist: DistInfo,
     resume: bool,
     img_channels: int,
     classes: list[str] | None,
@@ -630,39 +824,53 @@ def _train(
     started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     g = cfg.gan
+    main = dist.is_main
     seed_everything(cfg.run.seed)
     state = _new_state(g, img_channels, device, init)
-    logger = MetricsLogger(run.metrics)
-    if resume:
+    logger = MetricsLogger(run.metrics, enabled=main)
+    if resume:  # every process restores the same state
         _restore(state, run.checkpoints / STATE_FILE, device)
-        _repair_snapshot(state, run, cfg, classes)
-        logger.truncate_after(state.step)
-        cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
-    if started is not None:  # called once the run has started (a resume: state and log loaded)
+        if dist.enabled and device.type == "cuda":
+            # Each process draws on its own GPU: all of them continue rank 0's stream.
+            rank0_rng = broadcast_object(torch.cuda.get_rng_state(device), dist)
+            torch.cuda.set_rng_state(rank0_rng, device)
+        if main:
+            _repair_snapshot(state, run, cfg, classes)
+            logger.truncate_after(state.step)
+            cfg.save(run.config)  # the resumed run's settings, once its state and log have loaded
+    if started is not None and main:  # once the run has started (a resume: state and log loaded)
         started()
 
     total_steps = max(1, round(g.kimg * 1000 / g.batch_size))
+    sampler = InfiniteBatches(
+        len(dataset), g.batch_size, cfg.run.seed, state.step, dist.rank, dist.world
+    )
     loader = DataLoader(
         dataset,
-        batch_sampler=InfiniteBatches(len(dataset), g.batch_size, cfg.run.seed, state.step),
+        batch_sampler=sampler,
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.run.seed),  # keeps the global RNG untouched
     )
     grid = _grid_inputs(state.G, cfg.run.seed, device)
-    loss = GanLoss(state, g, seed=cfg.run.seed)
+    loss = GanLoss(state, g, seed=cfg.run.seed, dist=dist)
     averages, last = _Averages(), {}
     watch = DivergenceWatch(device)
     if resume:
         watch.last_finite_snapshot = state.step
     monitor, best = None, math.inf
-    if g.metric_every:
-        monitor = QualityMonitor(g, dataset, state.G_ema, device, cfg.run.seed)
+    if g.metric_every and main:
+        with _own_rng(device):  # building its feature network must not draw training numbers
+            monitor = QualityMonitor(g, dataset, state.G_ema, device, cfg.run.seed)
         best = _best_distance(run, monitor.fd_key, state.step) if resume else math.inf
     start, t0 = state.step, time.time()
     batches = iter(loader)
     with tqdm(
-        total=total_steps, initial=start, desc="train gan", unit="step", disable=not progress
+        total=total_steps,
+        initial=start,
+        desc="train gan",
+        unit="step",
+        disable=not (progress and main),
     ) as bar:
         while state.step < total_steps:
             real, labels = next(batches)
@@ -673,41 +881,50 @@ def _train(
             averages.add(values)
             bar.update(1)
             if state.step % g.log_every == 0 or state.step == total_steps:
-                watch.check(state, run, g)
-                last = averages.pop()
-                progress = {
+                watch.check(state, run, g, dist=dist)
+                last = averages.pop(dist)
+                timing = {
                     "kimg": state.step * g.batch_size / 1000,
                     "sec_per_step": (time.time() - t0) / max(state.step - start, 1),
                 }
                 if state.augment_pipe is not None:
-                    progress["augment_p"] = float(state.augment_pipe.p)
-                logger.log(state.step, {**last, **progress})
+                    timing["augment_p"] = float(state.augment_pipe.p)
+                logger.log(state.step, {**last, **timing})
                 bar.set_postfix(loss_G=f"{last['loss_G']:.3f}", loss_D=f"{last['loss_D']:.3f}")
             try:
                 check_ada_stall(state, g, values)
             except AdaStalled:
-                watch.check(state, run, g, weights=True)
-                save_snapshot(state, run, cfg, classes, grid)  # the networks are fine: keep them
+                watch.check(state, run, g, weights=True, dist=dist)
+                if main:  # the networks are fine: keep them
+                    save_snapshot(state, run, cfg, classes, grid)
+                barrier(dist)  # no process leaves before the snapshot is written
                 raise
-            if monitor is not None and (
-                state.step % g.metric_every == 0 or state.step == total_steps
-            ):
-                watch.check(state, run, g, weights=True)
-                quality = monitor.measure(state.G_ema)
-                logger.log(state.step, quality)
-                if quality[monitor.fd_key] < best:
-                    best = quality[monitor.fd_key]
-                    extra = {**_snapshot_extra(state, cfg, classes), **quality}
-                    save_generator(state.G_ema, run.checkpoints / BEST_FILE, extra=extra)
+            if g.metric_every and (state.step % g.metric_every == 0 or state.step == total_steps):
+                watch.check(state, run, g, weights=True, dist=dist)
+                if monitor is not None:
+                    with _own_rng(device):
+                        quality = monitor.measure(state.G_ema)
+                    logger.log(state.step, quality)
+                    if quality[monitor.fd_key] < best:
+                        best = quality[monitor.fd_key]
+                        extra = {**_snapshot_extra(state, cfg, classes), **quality}
+                        save_generator(state.G_ema, run.checkpoints / BEST_FILE, extra=extra)
+                barrier(dist)  # the other processes wait for rank 0's measurement
             if state.step % g.snapshot_every == 0 and state.step < total_steps:
-                watch.check(state, run, g, weights=True)  # never overwrite a snapshot with NaNs
-                save_snapshot(state, run, cfg, classes, grid)
+                # never overwrite a snapshot with NaNs
+                watch.check(state, run, g, weights=True, dist=dist)
+                if main:
+                    save_snapshot(state, run, cfg, classes, grid)
+                barrier(dist)
                 watch.last_finite_snapshot = state.step
-            if g.max_minutes and time.time() - t0 > 60 * g.max_minutes:
-                bar.write(f"time budget of {g.max_minutes} min reached at step {state.step}")
+            if g.max_minutes and _time_is_up(t0, g.max_minutes, dist):
+                if main:
+                    bar.write(f"time budget of {g.max_minutes} min reached at step {state.step}")
                 break
-    watch.check(state, run, g, weights=True)
-    save_snapshot(state, run, cfg, classes, grid)
+    watch.check(state, run, g, weights=True, dist=dist)
+    if main:
+        save_snapshot(state, run, cfg, classes, grid)
+    barrier(dist)
     logger.close()
     return {
         "steps": state.step,
@@ -716,3 +933,19 @@ def _train(
         **{k: last[k] for k in ("loss_G", "loss_D") if k in last},
         "generator": str(run.checkpoints / GENERATOR_FILE),
     }
+
+
+def _own_rng(device: torch.device) -> Any:
+    """A context in which the global RNG may be used without changing the training draws."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def _time_is_up(t0: float, minutes: float, dist: DistInfo) -> bool:
+    """Whether ``minutes`` have passed since ``t0``; under torchrun rank 0's clock decides for
+    every process (one broadcast), so that all of them stop after the same step."""
+    up = time.time() - t0 > 60 * minutes
+    if dist.enabled:
+        flag = torch.tensor(float(up), device=dist.device)
+        torch.distributed.broadcast(flag, src=0)
+        up = bool(flag)
+    return up
