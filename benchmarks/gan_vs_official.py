@@ -16,7 +16,13 @@ classes its samples cover under a small CNN trained on the same images, the pixe
 the samples relative to real images, and D's mean logits. Run it once per implementation to
 compare how the two train on the same data.
 
+``speed``: seconds per kimg of each loop (``--impl viscoin official``) at the 'auto' settings of
+each ``--res``, on random images, each loop alone on the device; ``--official-ops cuda`` lets the
+official code build its CUDA ops (it falls back to its reference ops by itself when it cannot),
+``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does.
+
     python benchmarks/gan_vs_official.py steps --official ~/stylegan2-ada-pytorch
+    python benchmarks/gan_vs_official.py speed --impl viscoin official --official ~/stylegan2-ada-pytorch
     python benchmarks/gan_vs_official.py collapse --impl official --official ~/stylegan2-ada-pytorch \\
         --data runs/digits-data --out official.jsonl
 """
@@ -42,15 +48,17 @@ from viscoin.config import GanConfig, auto_gan_settings, load_config
 from viscoin.train import gan as vg
 
 
-def official_modules(root: Path) -> tuple[Any, Any]:
-    """(networks, loss) modules of the official code at ``root``, on its reference ops."""
+def official_modules(root: Path, reference_ops: bool = True) -> tuple[Any, Any]:
+    """(networks, loss) modules of the official code at ``root``; ``reference_ops``: its
+    reference implementations, else it builds its CUDA ops itself (where it can)."""
     if not (root / "training" / "networks.py").is_file():
         sys.exit(f"error: {root} is not a stylegan2-ada-pytorch checkout (no training/networks.py)")
     sys.path.insert(0, str(root))
     warnings.filterwarnings("ignore")
     from torch_utils.ops import bias_act, upfirdn2d
 
-    upfirdn2d._inited = bias_act._inited = True  # no plugin build: the reference implementations
+    if reference_ops:  # no plugin build: the reference implementations
+        upfirdn2d._inited = bias_act._inited = True
     from training import loss, networks
 
     return networks, loss
@@ -59,8 +67,16 @@ def official_modules(root: Path) -> tuple[Any, Any]:
 class OfficialLoop:
     """StyleGAN2-ADA's training_loop.py step on one process: phases, Adam, EMA (no augmentation)."""
 
-    def __init__(self, root: Path, g: GanConfig, G: nn.Module, D: nn.Module, channels: int) -> None:
-        networks, loss = official_modules(root)
+    def __init__(
+        self,
+        root: Path,
+        g: GanConfig,
+        G: nn.Module,
+        D: nn.Module,
+        channels: int,
+        reference_ops: bool = True,
+    ) -> None:
+        networks, loss = official_modules(root, reference_ops)
         common = {
             "channel_base": g.channel_base,
             "channel_max": g.channel_max,
@@ -337,6 +353,63 @@ def collapse(a: argparse.Namespace) -> None:
         loop(images[pick])
 
 
+def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
+    """Seconds per kimg of each loop at StyleGAN2-ADA's 'auto' settings, on random images (the
+    data pipeline is not timed), one resolution after the other, each loop alone on the device."""
+    device = torch.device(a.device)
+    rows = []
+    for res in a.res:
+        g = GanConfig(**{**auto_gan_settings(res), "resolution": res, "augment": "none"})
+        if a.tiny:
+            g = GanConfig(**{**vars(g), **TINY})
+        if a.fp16_res:  # train.py's --cfg auto: float16 in the 4 highest resolutions, clamp 256
+            g.num_fp16_res, g.conv_clamp = a.fp16_res, 256.0
+        if device.type == "cuda":
+            vg.set_cuda_precision(g)
+        for impl in a.impl:
+            torch.manual_seed(0)
+            G, D = vg.build_networks(g, 3, 0)
+            G, D = G.to(device), D.to(device)
+            if impl == "official":
+                loop = OfficialLoop(a.official, g, G, D, 3, reference_ops=a.official_ops == "ref")
+            else:
+                loop = ViscoinLoop(g, G, D, 3)
+            real = torch.rand(g.batch_size, 3, res, res, device=device) * 2 - 1
+
+            def sync() -> None:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+
+            for _ in range(a.warmup):
+                loop(real)
+            sync()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            for _ in range(a.steps):
+                loop(real)
+            sync()
+            seconds = (time.perf_counter() - t0) / a.steps
+            row = {
+                "impl": impl,
+                "resolution": res,
+                "batch": g.batch_size,
+                "num_fp16_res": g.num_fp16_res,
+                "ms_per_step": round(1000 * seconds, 2),
+                "s_per_kimg": round(seconds * 1000 / g.batch_size, 3),
+            }
+            if impl == "official":
+                row["official_ops"] = a.official_ops
+            if device.type == "cuda":
+                row["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if a.out:
+                a.out.write_text(json.dumps(rows, indent=1) + "\n")
+            del loop, G, D
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -363,7 +436,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path)
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
+    p = sub.add_parser("speed", help="seconds per kimg of each loop, 'auto' settings")
+    p.add_argument("--impl", nargs="+", choices=("viscoin", "official"), default=["viscoin"])
+    p.add_argument("--official", type=Path)
+    p.add_argument(
+        "--official-ops",
+        choices=("cuda", "ref"),
+        default="cuda",
+        help="cuda: the official code builds its CUDA ops (falling back by itself)",
+    )
+    p.add_argument("--res", type=int, nargs="+", default=[32, 64, 256])
+    p.add_argument("--fp16-res", type=int, default=0, help="float16 resolutions (auto: 4)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     a = parser.parse_args(argv)
+    if "official" in getattr(a, "impl", ()) and a.command == "speed" and a.official is None:
+        parser.error("--impl official needs --official DIR (a stylegan2-ada-pytorch checkout)")
+    if a.command == "speed":
+        speed(a)
+        return 0
     if a.command == "steps":
         rows = compare_steps(a.official, a.steps)
         if a.json:

@@ -166,3 +166,11 @@ def test_gan_vs_official_collapse_runs_viscoin_on_a_folder(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["impl"] == "viscoin" and [r["step"] for r in rows[1:]] == [0, 1, 2]
     assert all(1 <= r["G_ema"]["classes_at_5pct"] <= 2 for r in rows[1:])
+
+
+def test_gan_vs_official_speed_runs_viscoin(tmp_path):
+    out = tmp_path / "speed.json"
+    args = ["--tiny", "--res", "16", "--steps", "2", "--warmup", "1", "--device", "cpu"]
+    _run("benchmarks/gan_vs_official.py", "speed", *args, "--out", str(out))
+    (row,) = json.loads(out.read_text())
+    assert row["impl"] == "viscoin" and row["resolution"] == 16 and row["s_per_kimg"] > 0
