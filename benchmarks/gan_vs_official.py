@@ -362,6 +362,7 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
         g = GanConfig(**{**auto_gan_settings(res), "resolution": res, "augment": "none"})
         if a.tiny:
             g = GanConfig(**{**vars(g), **TINY})
+        g.compile = a.compile
         if a.fp16_res:  # train.py's --cfg auto: float16 in the 4 highest resolutions, clamp 256
             g.num_fp16_res, g.conv_clamp = a.fp16_res, 256.0
         if device.type == "cuda":
@@ -395,6 +396,7 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
                 "resolution": res,
                 "batch": g.batch_size,
                 "num_fp16_res": g.num_fp16_res,
+                **({"compile": True} if impl == "viscoin" and g.compile else {}),
                 "ms_per_step": round(1000 * seconds, 2),
                 "s_per_kimg": round(seconds * 1000 / g.batch_size, 3),
             }
@@ -447,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--res", type=int, nargs="+", default=[32, 64, 256])
     p.add_argument("--fp16-res", type=int, default=0, help="float16 resolutions (auto: 4)")
+    p.add_argument("--compile", action="store_true", help="viscoin's loop with gan.compile")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

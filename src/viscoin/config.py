@@ -126,6 +126,10 @@ class GanConfig:
     # TF32 matrix products and convolutions on CUDA: faster, ~3 significant digits (StyleGAN2-ADA
     # trains without them)
     tf32: bool = False
+    # torch.compile the synthesis network and the discriminator of the main phases (the lazy R1 and
+    # path-length phases differentiate twice and stay eager)
+    compile: bool = False
+    compile_mode: str = "default"  # default | max-autotune-no-cudagraphs (no CUDA graphs here)
     # transfer learning: G, D and G_ema start from an official StyleGAN2-ADA pickle, a viscoin
     # generator file or a `train gan` run directory; the architecture fields above are then
     # replaced by the source's (see viscoin.train.gan_init)
@@ -254,6 +258,8 @@ STYLEGAN2_ADA_CONFIGS: dict[str, dict[str, Any]] = {
 }
 GAN_PRESETS = ("auto", *STYLEGAN2_ADA_CONFIGS)
 D_ARCHITECTURES = ("resnet", "orig", "skip")
+# The GAN's phases reuse one compiled module's outputs across calls, which CUDA graphs overwrite.
+GAN_COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
 def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
@@ -466,6 +472,8 @@ def _check_gan(c: GanConfig, p: list) -> None:
     for name in ("r1_gamma", "pl_weight", "ema_kimg", "max_minutes"):
         _at_least(p, f"gan.{name}", getattr(c, name), 0)
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
+    if c.compile_mode not in GAN_COMPILE_MODES:
+        p.append(("gan.compile_mode", c.compile_mode, " or ".join(GAN_COMPILE_MODES)))
     if c.d_architecture not in D_ARCHITECTURES:
         p.append(("gan.d_architecture", c.d_architecture, " or ".join(D_ARCHITECTURES)))
     _at_least(p, "gan.log_every", c.log_every, 1)
@@ -535,6 +543,8 @@ RESUME_SAFE_FIELDS = frozenset(
         "gan.lr",
         "gan.r1_gamma",  # the GAN's divergence message suggests resuming with a higher one
         "gan.max_minutes",
+        "gan.compile",
+        "gan.compile_mode",
         "gan.log_every",
         "gan.snapshot_every",
         "viscoin.iterations",

@@ -224,6 +224,16 @@ class GanLoss:
         # The augmentation's own random stream, reseeded from (seed, step) at every step: the draws
         # of a step never depend on what ran before it, so a resumed run makes the same ones.
         self.augment_generator = torch.Generator(device=state.pl_mean.device)
+        # The main phases' synthesis network and discriminator: compiled with ``gan.compile``.
+        # The regularisation phases differentiate twice, which compiled graphs do not support:
+        # they always run the eager modules (the same parameters). Compiled by Inductor, the
+        # synthesis network draws its noise images with Inductor's own generator: other (equally
+        # distributed) noise than eager mode's, everything else the same computation.
+        self.synthesis: torch.nn.Module = state.G.synthesis
+        self.discriminator: torch.nn.Module = state.D
+        if g.compile:
+            self.synthesis = torch.compile(state.G.synthesis, mode=g.compile_mode, dynamic=False)
+            self.discriminator = torch.compile(state.D, mode=g.compile_mode, dynamic=False)
         # The layers with noise inputs, in the order SynthesisNetwork.forward(noise=) takes them.
         self.noise_layers = [
             m for m in state.G.synthesis.modules() if isinstance(m, SynthesisLayer)
@@ -253,10 +263,11 @@ class GanLoss:
         self.augment_generator.manual_seed((self.seed % 2**31) * 2**32 + step)
 
     def run_G(
-        self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False
+        self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False, eager: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """z (N, z_dim), c (N, c_dim) of the global batch → this process's images
-        (N / world, C, R, R) and the W+ used (N / world, num_ws, w_dim)."""
+        (N / world, C, R, R) and the W+ used (N / world, num_ws, w_dim). ``eager``: the
+        uncompiled synthesis network (a double backward follows)."""
         G = self.s.G
         ws = G.mapping(self.rows(z), self.rows(c), update_emas=update_emas and self.world == 1)
         if update_emas and self.world > 1:
@@ -277,7 +288,8 @@ class GanLoss:
                 else None
                 for layer in self.noise_layers
             ]
-        return G.synthesis(ws, noise_mode="random", noise=noise), ws
+        synthesis = G.synthesis if eager else self.synthesis
+        return synthesis(ws, noise_mode="random", noise=noise), ws
 
     def _update_w_avg(self, w: torch.Tensor) -> None:
         """Move ``w_avg`` towards the global batch's mean w, as the mapping does with one process
@@ -289,9 +301,10 @@ class GanLoss:
         torch.distributed.all_reduce(mean)
         mapping.w_avg.copy_((mean / self.world).lerp(mapping.w_avg, mapping.w_avg_beta))
 
-    def run_D(self, images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def run_D(self, images: torch.Tensor, c: torch.Tensor, eager: bool = False) -> torch.Tensor:
         """This process's (b, C, R, R) → logits (b, 1), through the augmentation when it is on
-        (its draws made for the global batch, this process's rows kept)."""
+        (its draws made for the global batch, this process's rows kept). ``eager``: the
+        uncompiled discriminator (a double backward follows)."""
         pipe = self.s.augment_pipe
         if pipe is not None and self.world == 1:
             images = pipe(images, self.augment_generator)
@@ -299,7 +312,7 @@ class GanLoss:
             n, _, h, w = images.shape
             draws = pipe.draw(n * self.world, h, w, images.device, self.augment_generator)
             images = pipe.apply(images, draws.select(slice(self.dist.rank, None, self.world)))
-        return self.s.D(images, c)
+        return (self.s.D if eager else self.discriminator)(images, c)
 
     def observe_real(self, logits: torch.Tensor) -> None:
         """Feed D's logits on real images to the ADA heuristic (r_t = E[sign D(real)])."""
@@ -320,7 +333,7 @@ class GanLoss:
         """Path-length regularisation on half the global batch (z[:N // 2], each process its rows
         of them): ‖Jᵀy‖ towards its running mean, which follows the mean over all of them."""
         batch = max(z.shape[0] // 2, 1)
-        images, ws = self.run_G(z[:batch], c[:batch])
+        images, ws = self.run_G(z[:batch], c[:batch], eager=True)
         noise = torch.randn([batch, *images.shape[1:]], dtype=images.dtype, device=images.device)
         noise = self.rows(noise) / math.sqrt(images.shape[2] * images.shape[3])
         (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
@@ -362,7 +375,7 @@ class GanLoss:
         x is the image before augmentation: the gradient (and its backward) goes through the pipe.
         """
         real = real.detach().requires_grad_(True)
-        logits = self.run_D(real, real_c)
+        logits = self.run_D(real, real_c, eager=True)
         self.observe_real(logits)
         (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         penalty = grads.square().sum([1, 2, 3])
