@@ -14,6 +14,7 @@ BAD = [
     "classifier.val_fraction=1", "gan.batch_size=0", "gan.lr=-1", "run.seed=-1",
     "viscoin.eval_every=-1", "viscoin.checkpoint_every=-5", "viscoin.grad_accum=16",
     "gan.r1_interval=0", "gan.pl_interval=-1", "gan.ada_interval=0", "gan.snapshot_every=0",
+    "gan.mbstd_group_size=0", "gan.compile_mode=fast", "gan.d_architecture=unet",
 ]  # fmt: skip
 
 

@@ -461,7 +461,15 @@ def _check_classifier(c: ClassifierConfig, p: list) -> None:
 
 def _check_gan(c: GanConfig, p: list) -> None:
     _at_least(p, "gan.resolution", c.resolution, 4)
-    for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "batch_size"):
+    for name in (
+        "z_dim",
+        "w_dim",
+        "mapping_layers",
+        "channel_base",
+        "channel_max",
+        "batch_size",
+        "mbstd_group_size",
+    ):
         _at_least(p, f"gan.{name}", getattr(c, name), 1)
     _at_least(p, "gan.c_dim", c.c_dim, 0)
     _at_least(p, "gan.num_fp16_res", c.num_fp16_res, 0)
