@@ -24,8 +24,8 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
+from tests.train.ddp import free_port, torchrun_environment
 from tests.train.test_gan import TINY, tiny_dataset
-from tests.train.test_viscoin_training import _free_port
 from viscoin.config import load_config
 from viscoin.errors import UserError
 from viscoin.models.classifier import Classifier, save_classifier
@@ -80,14 +80,7 @@ def final_values(state) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    torchrun_environment(rank, world, port)
     import viscoin.train.gan as gan
     from viscoin.train.distributed import init_distributed, shutdown
 
@@ -175,7 +168,7 @@ def runs(tmp_path_factory):
     finally:
         gan._new_state = new_state
     mp.start_processes(
-        _worker, args=(WORLD, _free_port(), str(root)), nprocs=WORLD, start_method="spawn"
+        _worker, args=(WORLD, free_port(), str(root)), nprocs=WORLD, start_method="spawn"
     )
     return root
 

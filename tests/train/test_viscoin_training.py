@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from tests.train.ddp import free_port, torchrun_environment
 from tests.train.viscoin_fixtures import TinyImages, make_parts, tiny_config
 from viscoin.models.viscoin import export_viscoin, load_viscoin
 from viscoin.train.distributed import DistInfo
@@ -334,12 +333,6 @@ def test_incompatible_generator_resolution(tmp_path, parts):
 # ---------------------------------------------------------------- DDP: 2 CPU processes (gloo)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Two runs compared with one process. "exact": 64 px, dropout 0.5, random noise, L_of on from
 # the first step; every draw must match, and the weights after 3 steps agree to float rounding.
 # "demo": the demo's Ω (two layers, support standardised over the batch) and perceptual term as
@@ -372,17 +365,9 @@ def _save_first_gradients(trainer, path) -> None:
 
 
 def _ddp_worker(rank: int, world: int, port: int, runs_dir: str, parts: tuple) -> None:
-    import os
     from pathlib import Path
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    torchrun_environment(rank, world, port)
     from viscoin.train.distributed import init_distributed, shutdown
     from viscoin.utils.runs import RunDir
 
@@ -415,7 +400,7 @@ def test_ddp_two_processes_match_single_process(tmp_path, parts64):
         _save_first_gradients(singles[name], singles[name].run.path / "gradients.pt")
         singles[name].fit(progress=False)
     mp.start_processes(
-        _ddp_worker, args=(2, _free_port(), str(tmp_path), parts64), nprocs=2, start_method="spawn"
+        _ddp_worker, args=(2, free_port(), str(tmp_path), parts64), nprocs=2, start_method="spawn"
     )
 
     def train_records(path):
