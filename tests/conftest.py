@@ -26,22 +26,64 @@ def _seed() -> None:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, check: bool = False
+    *args: str, cwd: Path | None = None, check: bool = False, subprocess_: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m viscoin ARGS`` as a user would, capturing output."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "viscoin", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        timeout=900,
-    )
+    """Run ``viscoin ARGS`` as a user would, capturing output and exit code.
+
+    The command runs through the console script's own entry point, ``viscoin.cli.main``, in this
+    process (a new interpreter would spend most of a short command importing torch); the run locks
+    it takes are given back when it returns, as its process's end would. ``subprocess_``: in a new
+    ``python -m viscoin`` process instead, for what needs one (signals, a second live process).
+    """
+    if subprocess_:
+        proc = subprocess.run(
+            [sys.executable, "-m", "viscoin", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            timeout=900,
+        )
+    else:
+        proc = _run_in_process(list(args), cwd)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"viscoin {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import traceback
+
+    from viscoin.cli import main
+    from viscoin.utils import lock
+
+    out, err = io.StringIO(), io.StringIO()
+    held = set(lock._HELD)
+    threads = torch.get_num_threads()
+    code: int = 0
+    with contextlib.ExitStack() as stack:
+        if cwd is not None:
+            stack.enter_context(contextlib.chdir(cwd))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not isinstance(exc.code, int | None):
+                print(exc.code, file=sys.stderr)
+        except BaseException:  # what an uncaught exception does to a process: traceback, exit 1
+            traceback.print_exc()
+            code = 1
+        finally:
+            for key in set(lock._HELD) - held:
+                lock.release_run(key)
+            torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["viscoin", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ def test_logs_and_report(trained_run):
         "report", str(trained_run), "--max-concepts", "4", "--images", "3", "--quiet", check=True
     )
     page = (trained_run / "report.html").read_text()
+    run_cli("concepts", str(trained_run), "--quiet", check=True)  # the analytics the page used
     analytics = json.loads((trained_run / "concepts.json").read_text())
     alive = analytics["n_concepts"] - len(analytics["dead"])
     assert page.count('class="concept-card"') == min(4, alive)
