@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
-#   bash benchmarks/h200.sh step8 | subpx | restart | step64 | profile | curves | generator
+#   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
 # machine has no network: pip download lpips --no-deps -d .whl
 set -euo pipefail
@@ -21,6 +21,11 @@ case "$phase" in
   subpx)  # the upsampling convolutions as sub-pixel convolutions, with and without channels_last
     step --batch 8 --steps 20 --warmup 3 --no-flops --json "$OUT/subpx.json" \
       --variants bf16+compile bf16+subpx+compile bf16+cl+subpx+compile bf16+subpx+graphs 2>&1 | tee "$OUT/subpx.txt" ;;
+  regional)  # each repeated block compiled on its own: warm-up (warmup_s) and step time, 8+8 and 64+64
+    step --batch 8 --steps 20 --warmup 3 --no-flops --json "$OUT/regional8.json" \
+      --variants bf16+compile+regional bf16+subpx+compile+regional bf16+subpx+graphs+regional 2>&1 | tee "$OUT/regional8.txt"
+    step --batch 64 --steps 5 --warmup 2 --no-flops --json "$OUT/regional64.json" \
+      --variants bf16+subpx+compile+regional 2>&1 | tee "$OUT/regional64.txt" ;;
   restart)  # warm-up (compile) of a first and a second start sharing one compile cache (warmup_s)
     cache=$(mktemp -d)
     for start in 1 2; do

@@ -11,7 +11,9 @@ A *variant* names the speed options, joined by ``+``: ``fp32`` or ``bf16`` (auto
 synthesis), ``cl`` (channels_last), ``compile`` (torch.compile), ``graphs`` (torch.compile with
 CUDA graphs), ``fused`` (the fused modulated convolution for the reconstruction too, the path of
 an eval-mode generator before this option existed), ``subpx`` (the synthesis network's upsampling
-convolutions as stride-1 sub-pixel convolutions instead of transposed ones).
+convolutions as stride-1 sub-pixel convolutions instead of transposed ones), ``regional`` (with
+``compile`` or ``graphs``: each repeated block of f, G and LPIPS compiled on its own instead of
+the whole step as one graph).
 
     python benchmarks/train_step.py --batch 8 64 --variants fp32 bf16+cl+compile     # on a GPU
     python benchmarks/train_step.py --curve 200 --variants fp32 bf16+cl              # loss curves
@@ -37,7 +39,7 @@ from viscoin.models.viscoin import build_core
 from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers
 from viscoin.train.viscoin import LossWeights
 
-TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused", "subpx"}
+TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused", "subpx", "regional"}
 
 
 def parse_variant(name: str) -> tuple[SpeedOptions, bool]:
@@ -46,7 +48,10 @@ def parse_variant(name: str) -> tuple[SpeedOptions, bool]:
     if not tokens <= TOKENS or len(tokens & {"fp32", "bf16"}) > 1:
         raise SystemExit(f"bad variant {name!r}: tokens are {sorted(TOKENS)}")
     mode = "reduce-overhead" if "graphs" in tokens else "default" if "compile" in tokens else "none"
-    options = SpeedOptions("bf16" if "bf16" in tokens else "none", "cl" in tokens, mode)
+    if "regional" in tokens and mode == "none":
+        raise SystemExit(f"bad variant {name!r}: 'regional' needs 'compile' or 'graphs'")
+    scope = "regional" if "regional" in tokens else "whole"
+    options = SpeedOptions("bf16" if "bf16" in tokens else "none", "cl" in tokens, mode, scope)
     return options, "fused" in tokens
 
 

@@ -188,6 +188,9 @@ class ViscoinConfig:
     channels_last: bool = False  # NHWC memory format for f, G's synthesis and LPIPS
     compile: bool = False  # torch.compile the step's sampling and losses (CUDA only)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    # whole: the step's losses and sampling as two graphs; regional: each repeated block of f, G
+    # and LPIPS compiled on its own (far shorter to compile, the glue between blocks eager)
+    compile_scope: str = "whole"
     eval_every: int = 1000
     eval_batches: int = 0  # 0: the whole test split
     checkpoint_every: int = 5000
@@ -565,6 +568,7 @@ RESUME_SAFE_FIELDS = frozenset(
         "viscoin.channels_last",
         "viscoin.compile",
         "viscoin.compile_mode",
+        "viscoin.compile_scope",
     }
 )
 # where the run is: these found it, they are not part of what it is

@@ -8,8 +8,12 @@ are computed, not which numbers:
 * ``amp="bf16"``: autocast to bfloat16, with the synthesis network computing in bfloat16 too
   (the image is accumulated in float32; demodulation coefficients and every loss stay float32);
 * ``channels_last``: NHWC memory format for the classifier, the synthesis network and LPIPS;
-* ``compile``: ``torch.compile`` of the loss computation (forward and backward graphs) and of the
-  sampling, in the given mode (``reduce-overhead`` adds CUDA graphs).
+* ``compile``: ``torch.compile`` in the given mode (``reduce-overhead`` adds CUDA graphs), over
+  ``compile_scope``: ``whole`` compiles the loss computation (forward and backward graphs) and the
+  sampling as two graphs; ``regional`` compiles each repeated block of f, G's synthesis network
+  and LPIPS on its own (see :func:`repeated_blocks`), in place, and runs the glue between them
+  eagerly: blocks of the same code and shapes share one compiled graph, so compiling costs a
+  fraction of the whole-step graph's time.
 
 The reconstruction path always uses the unfused modulated convolution (scale the activations
 around one shared convolution): it is the cheaper one when gradients flow back through G.
@@ -17,7 +21,8 @@ around one shared convolution): it is the cheaper one when gradients flow back t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +31,7 @@ from torch import nn
 from viscoin.errors import UserError
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_SCOPES = ("whole", "regional")
 AMP_MODES = ("none", "bf16")
 
 
@@ -34,6 +40,7 @@ class SpeedOptions:
     amp: str = "none"  # none | bf16
     channels_last: bool = False
     compile: str = "none"  # one of COMPILE_MODES
+    compile_scope: str = "whole"  # one of COMPILE_SCOPES
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
@@ -41,6 +48,11 @@ class SpeedOptions:
         if self.compile not in COMPILE_MODES:
             raise UserError(
                 f"viscoin.compile_mode must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}"
+            )
+        if self.compile_scope not in COMPILE_SCOPES:
+            raise UserError(
+                f"viscoin.compile_scope must be one of {', '.join(COMPILE_SCOPES)}, "
+                f"not {self.compile_scope!r}"
             )
 
     @property
@@ -78,9 +90,38 @@ class StepCompute:
         self._losses: Callable = self._loss_terms
         self._sample: Callable = self._sample_images
         self.cudagraphs = options.compile in ("reduce-overhead", "max-autotune")
-        if options.compile != "none":
+        self.regions: list[nn.Module] = []
+        if options.compile != "none" and options.compile_scope == "whole":
             self._losses = torch.compile(self._loss_terms, mode=options.compile)
             self._sample = torch.compile(self._sample_images, mode=options.compile)
+        elif options.compile != "none":
+            for net in (classifier, generator.synthesis, lpips):
+                if net is not None:
+                    self.regions += repeated_blocks(net)
+            # every block of one class shares one code object, and each of its shapes and grad
+            # modes is a compiled entry of it: more than dynamo's default of 8 per code object
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+            for block in self.regions:
+                block.compile(mode=options.compile, dynamic=False)
+
+    @contextmanager
+    def eager(self) -> Iterator[None]:
+        """f, G and LPIPS run eagerly inside (``regional`` scope compiles their blocks in place):
+        an evaluation at other batch sizes compiles nothing."""
+        compiled = [(block, block._compiled_call_impl) for block in self.regions]
+        for block, _ in compiled:
+            block._compiled_call_impl = None
+        try:
+            yield
+        finally:
+            for block, impl in compiled:
+                block._compiled_call_impl = impl
+
+    def release(self) -> None:
+        """Undo the in-place compilation of ``regional`` scope for good (after training)."""
+        for block in self.regions:
+            block._compiled_call_impl = None
+        self.regions = []
 
     def _autocast(self):
         return torch.autocast(
@@ -156,15 +197,46 @@ class StepCompute:
 
         ``dropout_mask`` (B, K, 3, 3) and ``noise`` (G's noise images, (B, 1, r, r) each) are the
         step's random draws, passed in as tensors so the compiled graph draws nothing itself.
-        Compiled, the step's scalars go in as tensors (one graph for every value) and ``mark`` is
-        not called inside the graph.
+        Compiled whole, the step's scalars go in as tensors (one graph for every value) and
+        ``mark`` is not called inside the graph.
         """
-        if self.options.compile == "none":
-            return self._losses(images, float(warm), gamma, mark, dropout_mask, noise)
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
+        if self.options.compile == "none" or self.options.compile_scope == "regional":
+            return self._losses(images, float(warm), gamma, mark, dropout_mask, noise)
         scalars = to_device([float(warm), gamma], self.device)
         return self._losses(images, scalars[0], scalars[1], None, dropout_mask, noise)
+
+
+def repeated_blocks(net: nn.Module) -> list[nn.Module]:
+    """The regions of regional compilation: the outermost submodules of ``net`` whose class occurs
+    more than once in it and that hold parameters, looking inside containers of composite modules
+    (a ResNet's bottlenecks rather than its stages, the synthesis network's blocks, LPIPS's VGG
+    slices and linear heads), each compiled on its own.
+
+    Shapes differ between a network's stages, so a region is compiled once per distinct shape
+    (e.g. once per ResNet stage for its repeated bottlenecks, once per synthesis resolution).
+    """
+    counts: dict[type, int] = {}
+    for m in net.modules():
+        counts[type(m)] = counts.get(type(m), 0) + 1
+    chosen: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            # a container of composite modules (a ResNet stage) is looked into for its blocks;
+            # one of layers only (a VGG slice) is a block itself
+            container = isinstance(child, nn.Sequential | nn.ModuleList | nn.ModuleDict)
+            composite = any(True for c in child.children() for _ in c.children())
+            if container and composite:
+                visit(child)
+            elif counts[type(child)] > 1 and any(True for _ in child.parameters()):
+                chosen.append(child)
+            else:
+                visit(child)
+
+    visit(net)
+    return chosen
 
 
 def make_optimizers(

@@ -306,6 +306,7 @@ class ViscoinTrainer:
             amp=v.amp,
             channels_last=v.channels_last,
             compile=v.compile_mode if v.compile and device.type == "cuda" else "none",
+            compile_scope=v.compile_scope,
         )
         self.compute = StepCompute(
             self.classifier,
@@ -555,14 +556,15 @@ class ViscoinTrainer:
         loader = DataLoader(
             self.test_set, batch_size=self.cfg.data.batch_size, shuffle=False, num_workers=0
         )
-        return evaluate_ensemble(
-            self.model,
-            loader,
-            self.lpips,
-            max_batches=self.cfg.viscoin.eval_batches if max_batches is None else max_batches,
-            device=self.device,
-            autocast_dtype=torch.bfloat16 if self.cfg.viscoin.amp == "bf16" else None,
-        )
+        with self.compute.eager():
+            return evaluate_ensemble(
+                self.model,
+                loader,
+                self.lpips,
+                max_batches=self.cfg.viscoin.eval_batches if max_batches is None else max_batches,
+                device=self.device,
+                autocast_dtype=torch.bfloat16 if self.cfg.viscoin.amp == "bf16" else None,
+            )
 
     def fit(self, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
         """Train until ``viscoin.iterations`` (or ``stop_after`` more steps, for tests).
