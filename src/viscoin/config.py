@@ -189,7 +189,7 @@ class ViscoinConfig:
     compile: bool = False  # torch.compile the step's sampling and losses (CUDA only)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     # whole: the step's losses and sampling as two graphs; regional: each repeated block of f, G
-    # and LPIPS compiled on its own (far shorter to compile, the glue between blocks eager)
+    # and LPIPS compiled on its own, the glue between blocks eager (BENCHMARKS.md compares them)
     compile_scope: str = "whole"
     eval_every: int = 1000
     eval_batches: int = 0  # 0: the whole test split

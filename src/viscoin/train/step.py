@@ -12,8 +12,8 @@ are computed, not which numbers:
   ``compile_scope``: ``whole`` compiles the loss computation (forward and backward graphs) and the
   sampling as two graphs; ``regional`` compiles each repeated block of f, G's synthesis network
   and LPIPS on its own (see :func:`repeated_blocks`), in place, and runs the glue between them
-  eagerly: blocks of the same code and shapes share one compiled graph, so compiling costs a
-  fraction of the whole-step graph's time.
+  eagerly: blocks of the same code and shapes share one compiled graph, which bounds what is
+  traced by the distinct blocks rather than the whole step.
 
 The reconstruction path always uses the unfused modulated convolution (scale the activations
 around one shared convolution): it is the cheaper one when gradients flow back through G.
