@@ -139,7 +139,9 @@ class OfficialLoop:
                 if p.grad is not None:
                     torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
             opt.step()
-        ema_nimg = min(g.ema_kimg * 1000, self.step * batch * g.ema_rampup)
+        ema_nimg = g.ema_kimg * 1000
+        if g.ema_rampup is not None:  # None (the paper presets): no ramp-up, as training_loop.py
+            ema_nimg = min(ema_nimg, self.step * batch * g.ema_rampup)
         beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
@@ -176,8 +178,9 @@ def largest_relative_difference(a: nn.Module, b: nn.Module) -> tuple[float, str]
     return worst, where
 
 
-def compare_steps(root: Path, steps: int) -> list[dict[str, Any]]:
-    """Both loops side by side on a small 16 px StyleGAN2 with every phase on a short interval."""
+def compare_steps(root: Path, steps: int, ema_rampup: float | None = 0.05) -> list[dict[str, Any]]:
+    """Both loops side by side on a small 16 px StyleGAN2 with every phase on a short interval
+    (``ema_rampup=None``: the EMA without ramp-up, as the paper presets train)."""
     g = GanConfig(
         resolution=16,
         z_dim=32,
@@ -192,6 +195,7 @@ def compare_steps(root: Path, steps: int) -> list[dict[str, Any]]:
         pl_interval=2,
         style_mixing=0.9,
         ema_kimg=0.05,
+        ema_rampup=ema_rampup,
         augment="none",
     )
     torch.manual_seed(0)
@@ -419,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--official", type=Path, required=True)
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--no-ema-rampup", action="store_true", help="the EMA without ramp-up")
     p.add_argument("--json", type=Path)
     p = sub.add_parser("collapse", help="one loop on a folder dataset, class coverage over time")
     p.add_argument("--impl", choices=("viscoin", "official"), default="viscoin")
@@ -462,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         speed(a)
         return 0
     if a.command == "steps":
-        rows = compare_steps(a.official, a.steps)
+        rows = compare_steps(a.official, a.steps, None if a.no_ema_rampup else 0.05)
         if a.json:
             a.json.write_text(json.dumps(rows, indent=1) + "\n")
         worst = max(max(r["G"], r["D"], r["G_ema"]) for r in rows)
