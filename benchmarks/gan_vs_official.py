@@ -361,6 +361,11 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds per kimg of each loop at StyleGAN2-ADA's 'auto' settings, on random images (the
     data pipeline is not timed), one resolution after the other, each loop alone on the device."""
     device = torch.device(a.device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     rows = []
     for res in a.res:
         g = GanConfig(**{**auto_gan_settings(res), "resolution": res, "augment": "none"})
@@ -380,11 +385,6 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 loop = ViscoinLoop(g, G, D, 3)
             real = torch.rand(g.batch_size, 3, res, res, device=device) * 2 - 1
-
-            def sync() -> None:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-
             for _ in range(a.warmup):
                 loop(real)
             sync()
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     a = parser.parse_args(argv)
-    if "official" in getattr(a, "impl", ()) and a.command == "speed" and a.official is None:
+    if a.command == "speed" and "official" in a.impl and a.official is None:
         parser.error("--impl official needs --official DIR (a stylegan2-ada-pytorch checkout)")
     if a.command == "speed":
         speed(a)

@@ -72,10 +72,12 @@ def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedPr
         stack.enter_context(contextlib.redirect_stderr(err))
         try:
             main(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if not isinstance(exc.code, int | None):
+        except SystemExit as exc:  # sys.exit(text) prints the text and exits 1, as Python does
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
                 print(exc.code, file=sys.stderr)
+                code = 1
         except BaseException:  # what an uncaught exception does to a process: traceback, exit 1
             traceback.print_exc()
             code = 1

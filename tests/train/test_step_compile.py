@@ -116,8 +116,6 @@ def test_regional_compilation_trains_what_the_eager_step_does(monkeypatch):
         f(torch.rand(5, 3, RES, RES))
     assert len(graphs) == compiled_graphs
     assert all(b._compiled_call_impl is not None for b in compute.regions)  # and back after
-    compute.release()
-    assert not compute.regions
 
 
 def test_a_bad_compile_scope_is_named():

@@ -21,6 +21,7 @@ around one shared convolution): it is the cheaper one when gradients flow back t
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,12 +118,6 @@ class StepCompute:
             for block, impl in compiled:
                 block._compiled_call_impl = impl
 
-    def release(self) -> None:
-        """Undo the in-place compilation of ``regional`` scope for good (after training)."""
-        for block in self.regions:
-            block._compiled_call_impl = None
-        self.regions = []
-
     def _autocast(self):
         return torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16"
@@ -217,9 +212,7 @@ def repeated_blocks(net: nn.Module) -> list[nn.Module]:
     Shapes differ between a network's stages, so a region is compiled once per distinct shape
     (e.g. once per ResNet stage for its repeated bottlenecks, once per synthesis resolution).
     """
-    counts: dict[type, int] = {}
-    for m in net.modules():
-        counts[type(m)] = counts.get(type(m), 0) + 1
+    counts = Counter(type(m) for m in net.modules())
     chosen: list[nn.Module] = []
 
     def visit(module: nn.Module) -> None:
