@@ -266,3 +266,33 @@ def test_pickles_with_huge_object_graphs_are_refused_at_once(tmp_path, builder, 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and message in proc.stderr
     assert not (tmp_path / "G.safetensors").exists()
+
+
+def test_nan_w_avg_is_estimated_again_with_a_warning(tmp_path, monkeypatch):
+    """An official snapshot can carry mapping.w_avg as NaN (its first batch held NaN, and a
+    running mean keeps it): the generator is usable, w_avg is re-estimated as the mean w."""
+    official_pickle.install_fake_modules(monkeypatch)
+    G, D = networks()
+    with torch.no_grad():
+        expected = G.mapping(torch.randn(20_000, G.z_dim), None)[:, 0].mean(0)
+        spread = G.mapping(torch.randn(2000, G.z_dim), None)[:, 0].std(0)
+    G.mapping.w_avg.fill_(float("nan"))
+    pkl = official_pickle.write_network_pickle(tmp_path / "n.pkl", G, D, "")
+    with pytest.warns(UserWarning, match="non-finite mapping.w_avg"):
+        converted, _ = convert_pickle(pkl, tmp_path / "G.safetensors")
+    w_avg = load_generator(tmp_path / "G.safetensors").mapping.w_avg
+    assert torch.isfinite(w_avg).all()
+    torch.testing.assert_close(w_avg, converted.mapping.w_avg)
+    # the mean of 10 000 latents against one of 20 000 others: sampling error only
+    assert float(((w_avg - expected).abs() / spread).max()) < 0.1
+
+
+def test_non_finite_weights_are_refused(tmp_path, monkeypatch):
+    official_pickle.install_fake_modules(monkeypatch)
+    G, D = networks()
+    with torch.no_grad():
+        next(p for n, p in G.named_parameters() if n.startswith("synthesis"))[0].fill_(float("inf"))
+    pkl = official_pickle.write_network_pickle(tmp_path / "b.pkl", G, D, "")
+    with pytest.raises(UserError, match=r"non-finite values in synthesis\..*earlier snapshot"):
+        convert_pickle(pkl, tmp_path / "G.safetensors")
+    assert not (tmp_path / "G.safetensors").exists()

@@ -404,7 +404,46 @@ def _build(cls: type, record: PersistentRecord, kwargs: dict[str, Any], key: str
             f"({details}). Is it a StyleGAN2(-ADA) network?"
         )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
-    return module.eval().requires_grad_(False)
+    module = module.eval().requires_grad_(False)
+    _check_finite(module, key, path)
+    return module
+
+
+def _check_finite(module: torch.nn.Module, key: str, path: Path) -> None:
+    """Refuse non-finite weights; a non-finite ``mapping.w_avg`` (a running mean, which official
+    snapshots can carry as NaN when the first batch the mapping saw held NaN) is estimated again
+    as the mean w of :data:`W_AVG_SAMPLES` latents, with a warning."""
+    bad = [k for k, v in module.state_dict().items() if not torch.isfinite(v).all()]
+    if bad == ["mapping.w_avg"] and isinstance(module, Generator):
+        mapping = module.mapping
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn([W_AVG_SAMPLES, mapping.z_dim], generator=gen)
+        c = torch.zeros([W_AVG_SAMPLES, mapping.c_dim])
+        if mapping.c_dim:  # labels drawn uniformly, one-hot
+            c[
+                torch.arange(W_AVG_SAMPLES),
+                torch.randint(mapping.c_dim, [W_AVG_SAMPLES], generator=gen),
+            ] = 1
+        with torch.no_grad():
+            ws = torch.cat(
+                [mapping(zb, cb)[:, 0] for zb, cb in zip(z.split(1000), c.split(1000), strict=True)]
+            )
+        mapping.w_avg.copy_(ws.mean(0))
+        warnings.warn(
+            f"{path}: '{key}' has a non-finite mapping.w_avg (its running mean w); it was "
+            f"estimated again as the mean w of {W_AVG_SAMPLES} random latents.",
+            stacklevel=3,
+        )
+        return
+    if bad:
+        raise UserError(
+            f"{path}: '{key}' has non-finite values in {', '.join(bad[:4])}"
+            f"{' ...' if len(bad) > 4 else ''}: the snapshot is broken (a diverged run?); use an "
+            "earlier snapshot."
+        )
+
+
+W_AVG_SAMPLES = 10_000
 
 
 def generator_from_pickle(data: Any, path: str | Path, key: str = "G_ema") -> Generator:
