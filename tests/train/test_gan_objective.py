@@ -186,3 +186,25 @@ def test_tf32_follows_the_config():
         assert load_config(None, ["gan.preset=auto"]).gan.tf32 is False  # as StyleGAN2-ADA
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_style_mixing_takes_the_rows_from_the_cutoff_on_from_a_second_latent():
+    """The mixing draws (cutoff, whether to mix, the second z) in that order from the global
+    RNG, as StyleGAN2-ADA's loss; rows before the cutoff are z's, the rest the second latent's."""
+    g = tiny(style_mixing=0.5)
+    s = tiny_state(g)
+    loss = GanLoss(s, g)
+    c, mixed = torch.zeros(4, 0), 0
+    for seed in range(12):
+        z = torch.randn(4, 8, generator=torch.Generator().manual_seed(seed))
+        torch.manual_seed(seed)
+        _, ws = loss.run_G(z, c)
+        torch.manual_seed(seed)
+        cutoff = int(torch.empty([], dtype=torch.int64).random_(1, ws.shape[1]))
+        mix = bool(torch.rand([]) < g.style_mixing)
+        second = torch.randn_like(z)
+        cutoff = cutoff if mix else ws.shape[1]
+        mixed += mix
+        torch.testing.assert_close(ws[:, :cutoff], s.G.mapping(z, c)[:, :cutoff])
+        torch.testing.assert_close(ws[:, cutoff:], s.G.mapping(second, c)[:, cutoff:])
+    assert 0 < mixed < 12  # both cases were seen

@@ -278,7 +278,10 @@ class GanLoss:
             mix = torch.rand([], device=ws.device) < self.g.style_mixing
             cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
             second = self.rows(torch.randn_like(z))
-            ws[:, cutoff:] = G.mapping(second, self.rows(c))[:, cutoff:]
+            # rows >= cutoff from the second latent: a mask, not ws[:, cutoff:], whose tensor
+            # bound would wait for the GPU (a host sync in every G pass)
+            later = torch.arange(ws.shape[1], device=ws.device) >= cutoff
+            ws = torch.where(later[None, :, None], G.mapping(second, self.rows(c)), ws)
         noise = None
         if self.world > 1:  # the global batch's noise images; alone, each layer draws its own
             n = z.shape[0]
