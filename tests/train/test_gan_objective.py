@@ -21,6 +21,7 @@ from viscoin.train.gan import (
     _phase,
     build_networks,
     lazy_adam,
+    lerp_ema,
     set_cuda_precision,
 )
 
@@ -208,3 +209,19 @@ def test_style_mixing_takes_the_rows_from_the_cutoff_on_from_a_second_latent():
         torch.testing.assert_close(ws[:, :cutoff], s.G.mapping(z, c)[:, :cutoff])
         torch.testing.assert_close(ws[:, cutoff:], s.G.mapping(second, c)[:, cutoff:])
     assert 0 < mixed < 12  # both cases were seen
+
+
+def test_ema_update_is_one_lerp_per_tensor():
+    g = tiny()
+    s, other = tiny_state(g), tiny_state(g)
+    with torch.no_grad():
+        for p in other.G.parameters():
+            p.add_(torch.randn_like(p))
+        other.G.mapping.w_avg.normal_()
+    params = [p.clone() for p in s.G_ema.parameters()]
+    lerp_ema(s.G_ema, other.G, 0.9)
+    for ema, before, p in zip(s.G_ema.parameters(), params, other.G.parameters(), strict=True):
+        assert torch.equal(ema, p.lerp(before, 0.9))  # bit for bit: 0.9 of the old EMA
+    assert torch.equal(s.G_ema.mapping.w_avg, other.G.mapping.w_avg)  # buffers copied
+    with pytest.raises(ValueError, match="differ"):
+        lerp_ema(s.G_ema, s.D, 0.9)
