@@ -1,5 +1,6 @@
 """``train gan`` stops on divergence (keeping the last finite snapshot) and when ADA stalls."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -26,11 +27,15 @@ def train_cli(tmp_path, name, capsys, *sets):
 def test_divergence_stops_and_keeps_the_last_finite_snapshot(tmp_path, capsys):
     code, err = train_cli(tmp_path, "nan", capsys, "gan.lr=100", "gan.snapshot_every=1")
     assert code == 2
-    assert "diverged: non-finite losses at step 3" in err
-    assert "last finite snapshot (step 2) is kept" in err
+    # the step lr=100 first overflows at depends on rounding (BLAS, threads): read it
+    found = re.search(r"diverged: non-finite losses at step (\d+)", err)
+    assert found, err
+    bad = int(found.group(1))
+    assert bad >= 2  # a snapshot (step 1 at least) was written before
+    assert f"last finite snapshot (step {bad - 1}) is kept" in err
     checkpoints = tmp_path / "nan" / "checkpoints"
     for name in ("generator.safetensors", "discriminator.safetensors"):
-        assert '"step": 2' in read_metadata(checkpoints / name)["viscoin.extra"]
+        assert f'"step": {bad - 1}' in read_metadata(checkpoints / name)["viscoin.extra"]
         assert all(t.isfinite().all() for t in load_file(checkpoints / name).values())
 
 
