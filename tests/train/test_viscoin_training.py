@@ -42,13 +42,13 @@ def _train_losses(trainer):
     ]
 
 
-def _assert_same_weights(a, b, exact=True):
+def _assert_same_weights(a, b, exact=True, atol=1e-5):
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         if exact:
             assert torch.equal(x, y), name
         else:
             torch.testing.assert_close(
-                x, y, atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}"
+                x, y, atol=atol, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}"
             )
 
 
@@ -419,7 +419,9 @@ def test_ddp_two_processes_match_single_process(tmp_path, parts64):
         for key, g in expected.items():
             _close(got[key], g, f"{name} {key}", rtol=0, atol=1e-3 * g.abs().max().item())
         if name == "exact":
-            _assert_same_weights(single.core, ddp, exact=False)
+            # Adam divides by sqrt(v): where a gradient is near 0, the all-reduce's summation
+            # order moves that weight's update by a visible part of the lr (1e-3 per step)
+            _assert_same_weights(single.core, ddp, exact=False, atol=1e-4)
         else:
             norm_single, norm_ddp = single.core.translator.support_norm, ddp.translator.support_norm
             for key, value in norm_single.state_dict().items():
