@@ -12,7 +12,7 @@ from tests.train.test_gan import TINY
 from viscoin.cli import main
 from viscoin.config import load_config
 from viscoin.errors import UserError
-from viscoin.models.stylegan2 import Discriminator, Generator, load_generator
+from viscoin.models.stylegan2 import Discriminator, Generator, load_generator, save_generator
 from viscoin.train.gan import _new_state
 from viscoin.train.gan_init import apply_init_architecture, load_init_source
 from viscoin.utils.checkpoint import load_state
@@ -125,3 +125,12 @@ def test_init_from_refuses_other_pickles(tmp_path, monkeypatch):
         load_init_source(other)
     with pytest.raises(UserError, match="without checkpoints/generator.safetensors"):
         load_init_source(tmp_path)
+
+
+def test_init_from_a_generator_file_with_non_finite_weights_is_refused(tmp_path):
+    G, _, _ = tiny_networks()
+    with torch.no_grad():
+        G.synthesis.b4.const.fill_(float("nan"))
+    save_generator(G, tmp_path / "G.safetensors")
+    with pytest.raises(UserError, match=r"non-finite values in synthesis\.b4\.const"):
+        load_init_source(tmp_path / "G.safetensors")

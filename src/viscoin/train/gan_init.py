@@ -22,6 +22,7 @@ from viscoin.models.stylegan2 import Discriminator, Generator, load_discriminato
 from viscoin.models.stylegan2.discriminator import DiscriminatorEpilogue
 from viscoin.models.stylegan2.mapping import MappingNetwork
 from viscoin.models.stylegan2.pickle_import import (
+    check_finite,
     discriminator_from_pickle,
     generator_from_pickle,
     read_network_pickle,
@@ -72,6 +73,11 @@ def _from_generator_file(path: Path, state_file: Path | None = None) -> InitSour
             ) from None
     beside = path.parent / DISCRIMINATOR_FILE
     D = load_discriminator(beside) if beside.is_file() and beside != path else None
+    # the same check as for pickles: a broken file is refused before any training
+    check_finite(G_ema, "G_ema", path)
+    check_finite(G, "G", state_file if state_file is not None and state_file.is_file() else path)
+    if D is not None:
+        check_finite(D, "D", beside)
     return InitSource(path, G, G_ema, D)
 
 

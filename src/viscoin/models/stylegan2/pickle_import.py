@@ -405,11 +405,11 @@ def _build(cls: type, record: PersistentRecord, kwargs: dict[str, Any], key: str
         )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
     module = module.eval().requires_grad_(False)
-    _check_finite(module, key, path)
+    check_finite(module, key, path)
     return module
 
 
-def _check_finite(module: torch.nn.Module, key: str, path: Path) -> None:
+def check_finite(module: torch.nn.Module, key: str, path: Path) -> None:
     """Refuse non-finite weights; a non-finite ``mapping.w_avg`` (a running mean, which official
     snapshots can carry as NaN when the first batch the mapping saw held NaN) is estimated again
     as the mean w of :data:`W_AVG_SAMPLES` latents, with a warning."""
