@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import viscoin.train.gan as vg
 from tests.train.test_gan import TINY
 from tests.train.test_gan_init import run_main
 from viscoin.config import load_config
@@ -77,3 +78,26 @@ def test_ada_stall_needs_p_at_one_and_r_t_above_target_throughout():
     adjust(0.7)
     with pytest.raises(AdaStalled, match="since step 6"):
         adjust(0.7)
+
+
+def test_non_finite_weights_with_finite_losses_never_reach_a_snapshot(
+    tmp_path, capsys, monkeypatch
+):
+    """A NaN that no loss shows (here w_avg, which training never reads) is caught by the weight
+    check before the snapshot: the last finite one stays on disk."""
+    step = vg.training_step
+
+    def poisoned(loss, *args, **kwargs):
+        values = step(loss, *args, **kwargs)
+        if loss.s.step == 3:
+            loss.s.G_ema.mapping.w_avg[0] = float("nan")
+        return values
+
+    monkeypatch.setattr(vg, "training_step", poisoned)
+    code, err = train_cli(tmp_path, "w", capsys, "gan.snapshot_every=1", "gan.log_every=100")
+    assert code == 2
+    assert "diverged: non-finite weights at step 3" in err, err
+    assert "last finite snapshot (step 2) is kept" in err
+    generator = tmp_path / "w" / "checkpoints" / "generator.safetensors"
+    assert '"step": 2' in read_metadata(generator)["viscoin.extra"]
+    assert all(t.isfinite().all() for t in load_file(generator).values())
