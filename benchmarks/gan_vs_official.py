@@ -19,7 +19,8 @@ compare how the two train on the same data.
 ``speed``: seconds per kimg of each loop (``--impl viscoin official``) at the 'auto' settings of
 each ``--res``, on random images, each loop alone on the device; ``--official-ops cuda`` lets the
 official code build its CUDA ops (it falls back to its reference ops by itself when it cannot),
-``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does.
+``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does,
+``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step).
 
     python benchmarks/gan_vs_official.py steps --official ~/stylegan2-ada-pytorch
     python benchmarks/gan_vs_official.py speed --impl viscoin official --official ~/stylegan2-ada-pytorch
@@ -385,9 +386,11 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 loop = ViscoinLoop(g, G, D, 3)
             real = torch.rand(g.batch_size, 3, res, res, device=device) * 2 - 1
+            t_warm = time.perf_counter()
             for _ in range(a.warmup):
                 loop(real)
             sync()
+            warmup_s = time.perf_counter() - t_warm
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
@@ -403,7 +406,12 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
                 **({"compile": True} if impl == "viscoin" and g.compile else {}),
                 "ms_per_step": round(1000 * seconds, 2),
                 "s_per_kimg": round(seconds * 1000 / g.batch_size, 3),
+                "warmup_s": round(warmup_s, 1),
             }
+            if a.profile:  # where the time goes: one more stretch of steps under the profiler
+                row["profile"] = str(
+                    profile_steps(loop, real, a.profile, impl, res, a.steps, device)
+                )
             if impl == "official":
                 row["official_ops"] = a.official_ops
             if device.type == "cuda":
@@ -414,6 +422,41 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
                 a.out.write_text(json.dumps(rows, indent=1) + "\n")
             del loop, G, D
     return rows
+
+
+def profile_steps(
+    loop: Any,
+    real: torch.Tensor,
+    folder: Path,
+    impl: str,
+    res: int,
+    steps: int,
+    device: torch.device,
+) -> Path:
+    """Run ``steps`` more steps under ``torch.profiler`` and write the operators ranked by their
+    own device time (CPU time on a CPU) and the number of kernels launched per step to
+    ``folder/profile-IMPL-RES.txt``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            loop(real)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    lines = [f"{impl} {res} px, {steps} steps"]
+    if device.type == "cuda":
+        kernels = sum(e.count for e in events if getattr(e.device_type, "name", "") == "CUDA")
+        lines.append(f"kernels launched per step: {kernels / steps:.0f}")
+    lines.append(events.table(sort_by=key, row_limit=40))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"profile-{impl}-{res}.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path)
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
+    p.add_argument("--profile", type=Path, help="also profile each loop: tables in this folder")
     a = parser.parse_args(argv)
     if a.command == "speed" and "official" in a.impl and a.official is None:
         parser.error("--impl official needs --official DIR (a stylegan2-ada-pytorch checkout)")

@@ -50,7 +50,7 @@ case "$phase" in
   gan-speed)  # both GAN loops at --cfg auto, NVIDIA's with its compiled CUDA ops
     timeout "${LIMIT:-300}" python3 benchmarks/gan_vs_official.py speed --official "${OFFICIAL:-_sg2}" \
       --res 32 64 256 --fp16-res 4 --steps 20 --warmup 5 --impl official viscoin --official-ops cuda \
-      --out "$OUT/gan-speed.json" 2>&1 | tee "$OUT/gan-speed.txt" ;;
+      --profile "$OUT/gan-profile" --out "$OUT/gan-speed.json" 2>&1 | tee "$OUT/gan-speed.txt" ;;
   gan-compile)  # viscoin's loop with gan.compile, one process per resolution (its warm-up included)
     for res in 32 64 256; do
       timeout "${LIMIT:-180}" python3 benchmarks/gan_vs_official.py speed --res "$res" --fp16-res 4 \
