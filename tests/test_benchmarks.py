@@ -171,6 +171,10 @@ def test_gan_vs_official_collapse_runs_viscoin_on_a_folder(tmp_path):
 def test_gan_vs_official_speed_runs_viscoin(tmp_path):
     out = tmp_path / "speed.json"
     args = ["--tiny", "--res", "16", "--steps", "2", "--warmup", "1", "--device", "cpu"]
-    _run("benchmarks/gan_vs_official.py", "speed", *args, "--out", str(out))
+    prof = tmp_path / "profile"
+    _run("benchmarks/gan_vs_official.py", "speed", *args, "--out", str(out), "--profile", str(prof))
     (row,) = json.loads(out.read_text())
     assert row["impl"] == "viscoin" and row["resolution"] == 16 and row["s_per_kimg"] > 0
+    assert row["warmup_s"] > 0
+    table = (prof / "profile-viscoin-16.txt").read_text()
+    assert "conv" in table and "Self CPU" in table  # the operators, ranked
