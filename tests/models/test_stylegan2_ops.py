@@ -40,6 +40,10 @@ def test_setup_filter_is_the_normalised_outer_product():
         (1, 2, (2, 2, 2, 2)),
         (2, 2, (1, 1, 1, 1)),
         (4, 1, (3, 2, 3, 2)),
+        # symmetric per axis but not across axes (the convolutions' own padding, (y, x))
+        (1, 1, (1, 1, 2, 2)),
+        (2, 1, (2, 1, 1, 0)),  # crops of 1 (x) and 2 (y) as the transposed conv's padding
+        (2, 1, (1, 1, 2, 1)),  # an uneven crop in x: output_padding gives a row back
     ],
 )
 def test_upfirdn2d_matches_zero_insert_pad_convolve_subsample(up, down, pad):

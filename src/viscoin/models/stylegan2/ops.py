@@ -83,15 +83,34 @@ def upfirdn2d(
         # `up` (which applies its kernel unflipped, i.e. as a true convolution). Its full output
         # starts fh - 1 - py0 rows before the official one and ends fh - up - py1 rows after it.
         kernel = f.flip([0, 1]) if flip_filter else f
-        x = F.conv_transpose2d(x, _depthwise(kernel, channels, x.dtype), stride=up, groups=channels)
-        x = F.pad(x, [px0 - (fw - 1), px1 - (fw - up), py0 - (fh - 1), py1 - (fh - up)])
+        weight = _depthwise(kernel, channels, x.dtype)
+        crop = [px0 - (fw - 1), px1 - (fw - up), py0 - (fh - 1), py1 - (fh - up)]
+        (cx0, cx1, cy0, cy1) = (-c for c in crop)
+        if 0 <= cx0 - cx1 < up and 0 <= cy0 - cy1 < up and min(cx1, cy1) >= 0:
+            # a crop of (cx0, cx1) is the transposed convolution's padding cx0 with cx0 - cx1
+            # rows given back at the end: no separate copy of the output
+            x = F.conv_transpose2d(
+                x,
+                weight,
+                stride=up,
+                padding=(cy0, cx0),
+                output_padding=(cy0 - cy1, cx0 - cx1),
+                groups=channels,
+            )
+        else:
+            x = F.conv_transpose2d(x, weight, stride=up, groups=channels)
+            x = F.pad(x, crop)
         return x[:, :, ::down, ::down] if down > 1 else x
 
     # conv2d computes a correlation, so a true convolution needs the flipped filter; keeping
-    # every down-th output pixel is the convolution's stride.
+    # every down-th output pixel is the convolution's stride. Symmetric padding is the
+    # convolution's own (F.pad would copy the input, even for zero padding).
     kernel = f if flip_filter else f.flip([0, 1])
+    weight = _depthwise(kernel, channels, x.dtype)
+    if px0 == px1 and py0 == py1 and min(px0, py0) >= 0:
+        return F.conv2d(x, weight, stride=down, padding=(py0, px0), groups=channels)
     x = F.pad(x, [px0, px1, py0, py1])
-    return F.conv2d(x, _depthwise(kernel, channels, x.dtype), stride=down, groups=channels)
+    return F.conv2d(x, weight, stride=down, groups=channels)
 
 
 def upfirdn2d_pointwise(
