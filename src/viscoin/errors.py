@@ -11,6 +11,11 @@ class UserError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
 
 
+class UserNotice(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as one
+    ``warning:`` line)."""
+
+
 class TrainingDiverged(UserError):
     """Training produced a non-finite loss or weights; nothing from that point was written.
 

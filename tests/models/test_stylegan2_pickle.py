@@ -296,3 +296,14 @@ def test_non_finite_weights_are_refused(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"non-finite values in synthesis\..*earlier snapshot"):
         convert_pickle(pkl, tmp_path / "G.safetensors")
     assert not (tmp_path / "G.safetensors").exists()
+
+
+def test_the_cli_prints_the_w_avg_notice_as_one_warning_line(tmp_path, monkeypatch):
+    official_pickle.install_fake_modules(monkeypatch)
+    G, D = networks()
+    G.mapping.w_avg.fill_(float("nan"))
+    pkl = official_pickle.write_network_pickle(tmp_path / "n.pkl", G, D, "")
+    proc = run_cli("gan", "convert", str(pkl), str(tmp_path / "G.safetensors"), check=True)
+    lines = [line for line in proc.stderr.splitlines() if "w_avg" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "estimated again" in lines[0]
+    assert "UserNotice" not in proc.stderr and "pickle_import.py" not in proc.stderr

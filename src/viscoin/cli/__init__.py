@@ -7,11 +7,12 @@ anywhere below becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 
-from viscoin.errors import UserError, user_message
+from viscoin.errors import UserError, UserNotice, user_message
 
 # Help texts are plain text: with rich markup, "pip install 'viscoin[data]'" would lose "[data]".
 app = typer.Typer(
@@ -77,8 +78,20 @@ def _register() -> None:
 _register()
 
 
+def _show_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a :class:`UserNotice` as one ``warning:`` line; any other warning as Python does."""
+    if issubclass(category, UserNotice):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``viscoin`` console script."""
+    previous, warnings.showwarning = warnings.showwarning, _show_notice
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
@@ -87,3 +100,5 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    finally:
+        warnings.showwarning = previous

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from viscoin.errors import UserError
+from viscoin.errors import UserError, UserNotice
 from viscoin.models.stylegan2.discriminator import Discriminator, save_discriminator
 from viscoin.models.stylegan2.generator import Generator, save_generator
 
@@ -432,6 +432,7 @@ def check_finite(module: torch.nn.Module, key: str, path: Path) -> None:
         warnings.warn(
             f"{path}: '{key}' has a non-finite mapping.w_avg (its running mean w); it was "
             f"estimated again as the mean w of {W_AVG_SAMPLES} random latents.",
+            UserNotice,
             stacklevel=3,
         )
         return
