@@ -53,14 +53,15 @@ case "$phase" in
       --profile "$OUT/gan-profile" --out "$OUT/gan-speed.json" 2>&1 | tee "$OUT/gan-speed.txt" ;;
   gan-compile)  # viscoin's loop with gan.compile, one process per resolution (its warm-up included)
     for res in 32 64 256; do
-      timeout "${LIMIT:-180}" python3 benchmarks/gan_vs_official.py speed --res "$res" --fp16-res 4 \
+      timeout "${LIMIT:-150}" python3 benchmarks/gan_vs_official.py speed --res "$res" --fp16-res 4 \
         --steps 20 --warmup 5 --impl viscoin --compile --out "$OUT/gan-compile-$res.json" 2>&1 \
         | tee "$OUT/gan-compile-$res.txt" || true
     done ;;
   digits-narrow)  # the real digits with the shapes generator's kind of recipe: narrow, batch 256
     GAN_EXTRA="--set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1" \
       bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-narrow.txt"
-    cp runs/rd-narrow/score.json "$OUT/digits-narrow-score.json" 2>/dev/null || true ;;
+    tar czf "$OUT/digits-narrow.tgz" -C runs/rd-narrow score.json digits-gan/metrics.jsonl \
+      digits-gan/figures digits-f/metrics.jsonl 2>/dev/null || true ;;  # few files come back
   *) echo "unknown phase $phase"; exit 2 ;;
 esac
 done
