@@ -2,12 +2,15 @@
 the eager ones train; the regularisation phases (double backward) stay eager. The graphs are
 built with AOTAutograd's eager backend here, which traces what Inductor would compile, in seconds."""
 
+import contextlib
 import copy
 
 import pytest
 import torch
 
+import viscoin.train.gan as vg
 from tests.train.test_gan_objective import tiny, tiny_state
+from tests.train.test_gan_stop import train_cli
 from viscoin.config import load_config
 from viscoin.errors import UserError
 from viscoin.models.stylegan2.synthesis import SynthesisNetwork
@@ -63,3 +66,22 @@ def test_gan_compile_mode_refuses_cuda_graphs():
     assert load_config(None, ["gan.compile=true"]).gan.compile is True
     with pytest.raises(UserError, match="gan.compile_mode must be default or"):
         load_config(None, ["gan.compile_mode=reduce-overhead"])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_compiled_training_keeps_its_compile_cache_in_the_run(
+    tmp_path, capsys, monkeypatch, compiled
+):
+    """A resumed compiled run loads the first start's graphs from run/compile-cache."""
+    seen = []
+
+    @contextlib.contextmanager
+    def recorded(directory):
+        seen.append(directory)
+        yield
+
+    monkeypatch.setattr(vg, "compile_cache", recorded)
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)  # nothing to build
+    code, err = train_cli(tmp_path, "c", capsys, f"gan.compile={str(compiled).lower()}")
+    assert code == 0, err
+    assert seen == [tmp_path / "c" / "compile-cache" if compiled else None]

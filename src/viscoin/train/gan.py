@@ -94,7 +94,7 @@ from viscoin.utils.checkpoint import (
     save_state,
     set_rng_state,
 )
-from viscoin.utils.device import seed_everything
+from viscoin.utils.device import compile_cache, seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 BEST_FILE = "generator-best.safetensors"  # G_ema at the lowest Fréchet distance measured
@@ -650,9 +650,22 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(
-            cfg, run, dataset, device, dist, resume, img_channels, classes, progress, init, started
-        )
+        # compiled: torch.compile's caches in the run's compile-cache/, so that a resume with the
+        # same shapes loads the graphs of the first start instead of compiling them again
+        with compile_cache(run.path / "compile-cache" if g.compile else None):
+            return _train(
+                cfg,
+                run,
+                dataset,
+                device,
+                dist,
+                resume,
+                img_channels,
+                classes,
+                progress,
+                init,
+                started,
+            )
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
