@@ -446,7 +446,7 @@ def profile_steps(
             loop(real)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     events = prof.key_averages()
     lines = [f"{impl} {res} px, {steps} steps"]
     if device.type == "cuda":

@@ -78,20 +78,18 @@ def _register() -> None:
 _register()
 
 
-def _show_notice(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print a :class:`UserNotice` as one ``warning:`` line; any other warning as Python does."""
-    if issubclass(category, UserNotice):
-        typer.echo(f"warning: {message}", err=True)
-    else:
-        _default_showwarning(message, category, filename, lineno, file, line)
-
-
-_default_showwarning = warnings.showwarning
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``viscoin`` console script."""
-    previous, warnings.showwarning = warnings.showwarning, _show_notice
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs) -> None:
+        """A :class:`UserNotice` as one ``warning:`` line; any other warning as before."""
+        if issubclass(category, UserNotice):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:

@@ -60,12 +60,13 @@ def _from_pickle(path: Path) -> InitSource:
 
 def _from_generator_file(path: Path, state_file: Path | None = None) -> InitSource:
     G_ema = load_generator(path)
-    G = copy.deepcopy(G_ema)
+    G, G_file = copy.deepcopy(G_ema), path
     if state_file is not None and state_file.is_file():
         # A run directory also holds the raw (non-EMA) generator, in its resume state.
         saved = load_state(state_file)
         try:
             G.load_state_dict(saved["G"])
+            G_file = state_file
         except (KeyError, RuntimeError) as exc:
             raise UserError(
                 f"{state_file} does not hold the generator of {path} "
@@ -75,7 +76,7 @@ def _from_generator_file(path: Path, state_file: Path | None = None) -> InitSour
     D = load_discriminator(beside) if beside.is_file() and beside != path else None
     # the same check as for pickles: a broken file is refused before any training
     check_finite(G_ema, "G_ema", path)
-    check_finite(G, "G", state_file if state_file is not None and state_file.is_file() else path)
+    check_finite(G, "G", G_file)
     if D is not None:
         check_finite(D, "D", beside)
     return InitSource(path, G, G_ema, D)
