@@ -295,3 +295,45 @@ def test_generator_with_subpixel_upsampling_gives_the_same_images_and_second_gra
     assert grads_t.keys() == grads_s.keys() and len(grads_t) > 10
     for name in grads_t:
         close(grads_s[name], grads_t[name], tol=1e-4)
+
+
+def test_fir_weights_are_built_once_per_filter_and_key(monkeypatch):
+    built = []
+    depthwise = ops._depthwise
+    monkeypatch.setattr(ops, "_depthwise", lambda *a: built.append(a[1:]) or depthwise(*a))
+    layer = Conv2dLayer(3, 4, 3, down=2)
+    x = torch.randn(2, 3, 8, 8)
+    first = layer(x)
+    assert len(built) == 1
+    close(layer(x), first, tol=0)
+    ops.upsample2d(x, layer.resample_filter)  # another gain and flip: a weight of its own
+    ops.upsample2d(x.double(), layer.resample_filter)  # another dtype
+    assert len(built) == 3
+    layer(x)
+    ops.upsample2d(x, layer.resample_filter)
+    assert len(built) == 3
+
+
+def test_a_filter_changed_in_place_gives_new_fir_weights():
+    x, f = torch.randn(2, 3, 7, 6), torch.rand(4, 4)
+    close(ops.upfirdn2d(x, f, down=2, padding=1), ref.upfirdn2d(x, f, 1, 2, (1, 1, 1, 1)))
+    with torch.no_grad():
+        f.copy_(torch.rand(4, 4))
+    close(ops.upfirdn2d(x, f, down=2, padding=1), ref.upfirdn2d(x, f, 1, 2, (1, 1, 1, 1)))
+    # a layer given another filter by load_state_dict computes with it
+    layer, other = (
+        Conv2dLayer(3, 4, 3, down=2),
+        Conv2dLayer(3, 4, 3, down=2, resample_filter=(1, 2, 2, 1)),
+    )
+    layer(x)
+    layer.load_state_dict(other.state_dict())
+    close(layer(x), other(x))
+
+
+def test_fir_weights_built_in_inference_mode_do_not_reach_autograd():
+    layer = Conv2dLayer(3, 4, 3, down=2)
+    with torch.inference_mode():
+        layer(torch.randn(2, 3, 8, 8))
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    layer(x).sum().backward()  # an inference tensor saved for backward would raise here
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
 
 Padding = int | Sequence[int]
 
@@ -54,6 +55,33 @@ def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tens
     return f.to(dtype)[None, None].repeat(channels, 1, 1, 1)
 
 
+# The grouped-convolution weights built from each filter tensor (a module's resample_filter
+# buffer), by (channels, dtype, gain, flip, version of the filter, inference mode). Building one
+# takes four small operations per FIR filter call; a training step makes dozens of such calls with
+# the same few filters. Keyed weakly: an entry goes with its filter tensor (e.g. after .to(device)).
+_FIR_WEIGHTS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def _fir_weight(
+    f: torch.Tensor, channels: int, dtype: torch.dtype, gain: float, flip: bool
+) -> torch.Tensor:
+    """The grouped-conv weight (C, 1, fh, fw) of the filter ``f`` times ``gain``, flipped in both
+    directions if ``flip``, in ``dtype``: built once per filter tensor and key, and again when the
+    filter has changed in place (e.g. by ``load_state_dict``)."""
+    if f.requires_grad:  # a filter being learnt: nothing to reuse, and its gradient must flow
+        kernel = f * gain
+        return _depthwise(kernel.flip([0, 1]) if flip else kernel, channels, dtype)
+    key = (channels, dtype, gain, flip, f._version, torch.is_inference_mode_enabled())
+    weights = _FIR_WEIGHTS.get(f)
+    if weights is None or key not in weights:
+        kernel = f * gain if gain != 1 else f
+        weight = _depthwise(kernel.flip([0, 1]) if flip else kernel, channels, dtype)
+        if weights is None or any(k[4] != f._version for k in weights):
+            weights = _FIR_WEIGHTS[f] = {}  # the filter changed: its old weights are stale
+        weights[key] = weight
+    return weights[key]
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor | None,
@@ -74,16 +102,14 @@ def upfirdn2d(
     px0, px1, py0, py1 = _parse_padding(padding)
     fh, fw = f.shape
     channels = x.shape[1]
-    f = f * gain
     if torch.compiler.is_compiling():
-        return upfirdn2d_pointwise(x, f, up, down, (px0, px1, py0, py1), flip_filter)
+        return upfirdn2d_pointwise(x, f * gain, up, down, (px0, px1, py0, py1), flip_filter)
 
     if up > 1:
         # Zero insertion followed by a convolution is exactly a transposed convolution with stride
         # `up` (which applies its kernel unflipped, i.e. as a true convolution). Its full output
         # starts fh - 1 - py0 rows before the official one and ends fh - up - py1 rows after it.
-        kernel = f.flip([0, 1]) if flip_filter else f
-        weight = _depthwise(kernel, channels, x.dtype)
+        weight = _fir_weight(f, channels, x.dtype, gain, flip=flip_filter)
         crop = [px0 - (fw - 1), px1 - (fw - up), py0 - (fh - 1), py1 - (fh - up)]
         (cx0, cx1, cy0, cy1) = (-c for c in crop)
         if 0 <= cx0 - cx1 < up and 0 <= cy0 - cy1 < up and min(cx1, cy1) >= 0:
@@ -105,8 +131,7 @@ def upfirdn2d(
     # conv2d computes a correlation, so a true convolution needs the flipped filter; keeping
     # every down-th output pixel is the convolution's stride. Symmetric padding is the
     # convolution's own (F.pad would copy the input, even for zero padding).
-    kernel = f if flip_filter else f.flip([0, 1])
-    weight = _depthwise(kernel, channels, x.dtype)
+    weight = _fir_weight(f, channels, x.dtype, gain, flip=not flip_filter)
     if px0 == px1 and py0 == py1 and min(px0, py0) >= 0:
         return F.conv2d(x, weight, stride=down, padding=(py0, px0), groups=channels)
     x = F.pad(x, [px0, px1, py0, py1])
