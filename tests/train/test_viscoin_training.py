@@ -132,8 +132,10 @@ def test_feature_term_is_the_distance_on_f_stage_maps(tmp_path, parts):
 
 
 def test_speed_options_give_the_same_losses(tmp_path, parts):
-    """bf16 + channels_last change how the step is computed, not what: the first steps' losses
-    match float32 to bf16 precision, and the gamma schedule switches the classifier term on."""
+    """bf16 + channels_last change how the step is computed, not what: the first step's losses
+    (the same weights) match float32 to bf16 precision, the next ones stay close (after updates
+    from bf16 gradients; how close depends on the CPU's bf16 kernels: 3.3 % on MSE at step 3 with
+    AMX), and the gamma schedule switches the classifier term on."""
     records = {}
     for name, options in (
         ("fp32", {}),
@@ -145,9 +147,10 @@ def test_speed_options_give_the_same_losses(tmp_path, parts):
         trainer = _trainer(cfg, name, parts, n=8)
         trainer.fit(progress=False)
         records[name] = [r for r in read_metrics(trainer.run.metrics) if r["split"] == "train"]
-    for a, b in zip(records["fp32"], records["bf16"], strict=True):
+    for step, (a, b) in enumerate(zip(records["fp32"], records["bf16"], strict=True)):
         for key in ("total", "mse", "of", "ce_rec", "feature"):
-            assert b[key] == pytest.approx(a[key], rel=0.03, abs=1e-3), key
+            rel = 0.02 if step == 0 else 0.06
+            assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-3), (step, key)
     assert [r["ce_rec"] == 0 for r in records["fp32"]] == [True, True, False]
 
 
