@@ -252,7 +252,9 @@ def test_gradient_accumulation_equals_the_whole_batch(tmp_path, parts64):
         )
         runs[accum] = _trainer(cfg, f"accum{accum}", parts64, n=8)
         runs[accum].fit(progress=False)
-    _assert_same_weights(runs[1].core, runs[2].core, exact=False)
+    # Adam turns the summation-order rounding of a gradient near 0 into up to a few % of the lr
+    # (1e-3): a tenth of the lr still catches a part left out of the sum
+    _assert_same_weights(runs[1].core, runs[2].core, exact=False, atol=1e-4)
     losses = [[t for _s, t, _m in _train_losses(runs[a])] for a in (1, 2)]
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
 
