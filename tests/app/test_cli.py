@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 def _never_serve(monkeypatch):
     """A check that fails to stop the command must fail the test, not serve until the timeout."""
 
-    def serve(app, sock):
+    def serve(app, sock, on_started=None):
         raise AssertionError("the command started serving")
 
     monkeypatch.setattr("viscoin.app.server.serve", serve)

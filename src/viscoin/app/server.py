@@ -24,7 +24,7 @@ import ipaddress
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -267,12 +267,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on the bound ``sock`` until Ctrl-C (SIGINT) or SIGTERM."""
+def serve(
+    app: Starlette, sock: socket.socket, on_started: Callable[[], None] | None = None
+) -> None:
+    """Serve ``app`` on the bound ``sock`` until Ctrl-C (SIGINT) or SIGTERM.
+
+    ``on_started`` is called once the server accepts connections and handles Ctrl-C itself: an
+    address announced before then could be opened, or interrupted, before anything answers it.
+    """
     import uvicorn
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and on_started is not None:
+                on_started()
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
 def url_of(sock: socket.socket, host: str) -> str:

@@ -88,9 +88,13 @@ def explore_cmd(
             else "uploads only"
         )
         typer.echo(f"viscoin explore: {explorer.name} ({shown})")
-        typer.echo(f"serving {url_of(sock, host)}  (Ctrl-C stops)")
+        url = url_of(sock, host)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
-            serve(create_app(explorer, allowed_hosts_for(host)), sock)
+            serve(
+                create_app(explorer, allowed_hosts_for(host)),
+                sock,
+                on_started=lambda: typer.echo(f"serving {url}  (Ctrl-C stops)"),
+            )
     finally:
         sock.close()
     typer.echo("stopped")
