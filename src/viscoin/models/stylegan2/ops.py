@@ -56,9 +56,10 @@ def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tens
 
 
 # The grouped-convolution weights built from each filter tensor (a module's resample_filter
-# buffer), by (channels, dtype, gain, flip, version of the filter, inference mode). Building one
-# takes four small operations per FIR filter call; a training step makes dozens of such calls with
-# the same few filters. Keyed weakly: an entry goes with its filter tensor (e.g. after .to(device)).
+# buffer): (the filter's version, {(channels, dtype, gain, flip, inference mode): weight}).
+# Building one takes four small operations per FIR filter call; a training step makes dozens of
+# such calls with the same few filters. Keyed weakly: an entry goes with its filter tensor (e.g.
+# after .to(device)).
 _FIR_WEIGHTS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 
@@ -68,17 +69,20 @@ def _fir_weight(
     """The grouped-conv weight (C, 1, fh, fw) of the filter ``f`` times ``gain``, flipped in both
     directions if ``flip``, in ``dtype``: built once per filter tensor and key, and again when the
     filter has changed in place (e.g. by ``load_state_dict``)."""
-    if f.requires_grad:  # a filter being learnt: nothing to reuse, and its gradient must flow
-        kernel = f * gain
-        return _depthwise(kernel.flip([0, 1]) if flip else kernel, channels, dtype)
-    key = (channels, dtype, gain, flip, f._version, torch.is_inference_mode_enabled())
-    weights = _FIR_WEIGHTS.get(f)
-    if weights is None or key not in weights:
+
+    def build() -> torch.Tensor:
         kernel = f * gain if gain != 1 else f
-        weight = _depthwise(kernel.flip([0, 1]) if flip else kernel, channels, dtype)
-        if weights is None or any(k[4] != f._version for k in weights):
-            weights = _FIR_WEIGHTS[f] = {}  # the filter changed: its old weights are stale
-        weights[key] = weight
+        return _depthwise(kernel.flip([0, 1]) if flip else kernel, channels, dtype)
+
+    if f.requires_grad:  # a filter being learnt: nothing to reuse, and its gradient must flow
+        return build()
+    version, weights = _FIR_WEIGHTS.get(f, (None, {}))
+    if version != f._version:  # new, or changed in place: its old weights are stale
+        weights = {}
+        _FIR_WEIGHTS[f] = (f._version, weights)
+    key = (channels, dtype, gain, flip, torch.is_inference_mode_enabled())
+    if key not in weights:
+        weights[key] = build()
     return weights[key]
 
 
