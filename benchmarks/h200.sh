@@ -16,6 +16,13 @@ if ! python3 -c "import lpips" 2>/dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 step() { timeout "${LIMIT:-560}" python3 benchmarks/train_step.py "$@"; }
+# the real digits with the shapes generator's kind of recipe: narrow, batch 256
+narrow="--set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1"
+# digits_results RUN NAME: RUN's score, curves and grids as $OUT/NAME.tgz (few files come back)
+digits_results() {
+  tar czf "$OUT/$2.tgz" -C "$1" score.json digits-gan/metrics.jsonl digits-gan/figures \
+    digits-f/metrics.jsonl 2>/dev/null || true
+}
 for phase in "$@"; do
 case "$phase" in
   step8)
@@ -57,20 +64,18 @@ case "$phase" in
         --steps 20 --warmup 5 --impl viscoin --compile --out "$OUT/gan-compile-$res.json" 2>&1 \
         | tee "$OUT/gan-compile-$res.txt" || true
     done ;;
-  digits-narrow)  # the real digits with the shapes generator's kind of recipe: narrow, batch 256
-    GAN_EXTRA="--set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1" \
-      bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-narrow.txt"
-    tar czf "$OUT/digits-narrow.tgz" -C runs/rd-narrow score.json digits-gan/metrics.jsonl \
-      digits-gan/figures digits-f/metrics.jsonl 2>/dev/null || true ;;  # few files come back
+  digits-narrow)
+    GAN_EXTRA="$narrow" bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 \
+      | tee "$OUT/digits-narrow.txt"
+    digits_results runs/rd-narrow digits-narrow ;;
   digits-long)  # digits-narrow at z/w 128 with gan.compile, continued over calls: a call starts from
     # the parts of the previous call's run in _dr/ (carry _dr) and leaves its own in $OUT/part-*
     run=runs/rd-long
     mkdir -p runs
     if ls _dr/part-* >/dev/null 2>&1; then cat _dr/part-* | tar xzf - -C runs; fi
-    GAN_EXTRA="--set gan.z_dim=128 --set gan.w_dim=128 --set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1 --set gan.compile=true" \
+    GAN_EXTRA="$narrow --set gan.z_dim=128 --set gan.w_dim=128 --set gan.compile=true" \
       bash benchmarks/real_digits.sh "$run" "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-long.txt" || true
-    tar czf "$OUT/digits-long.tgz" -C "$run" score.json digits-gan/metrics.jsonl digits-gan/figures \
-      digits-f/metrics.jsonl 2>/dev/null || true
+    digits_results "$run" digits-long
     tar czf - -C runs rd-long/digits-gan/config.yaml rd-long/digits-gan/metrics.jsonl \
       rd-long/digits-gan/figures rd-long/digits-gan/checkpoints/gan-training.state.pt \
       | split -b 15M - "$OUT/part-" ;;
