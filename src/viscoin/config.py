@@ -130,6 +130,10 @@ class GanConfig:
     # path-length phases differentiate twice and stay eager)
     compile: bool = False
     compile_mode: str = "default"  # default | max-autotune-no-cudagraphs (no CUDA graphs here)
+    # each training phase (forward, backward, gradient clean-up) captured once as a CUDA graph and
+    # replayed: no per-kernel launch cost, which bounds small networks (one CUDA process; not with
+    # compile; ignored on the CPU)
+    cuda_graphs: bool = False
     # transfer learning: G, D and G_ema start from an official StyleGAN2-ADA pickle, a viscoin
     # generator file or a `train gan` run directory; the architecture fields above are then
     # replaced by the source's (see viscoin.train.gan_init)
@@ -485,6 +489,8 @@ def _check_gan(c: GanConfig, p: list) -> None:
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
     if c.compile_mode not in GAN_COMPILE_MODES:
         p.append(("gan.compile_mode", c.compile_mode, " or ".join(GAN_COMPILE_MODES)))
+    if c.cuda_graphs and c.compile:
+        p.append(("gan.cuda_graphs", c.cuda_graphs, "false with gan.compile=true (choose one)"))
     if c.d_architecture not in D_ARCHITECTURES:
         p.append(("gan.d_architecture", c.d_architecture, " or ".join(D_ARCHITECTURES)))
     _at_least(p, "gan.log_every", c.log_every, 1)
@@ -556,6 +562,7 @@ RESUME_SAFE_FIELDS = frozenset(
         "gan.max_minutes",
         "gan.compile",
         "gan.compile_mode",
+        "gan.cuda_graphs",
         "gan.log_every",
         "gan.snapshot_every",
         "viscoin.iterations",

@@ -71,9 +71,22 @@ def rotate2d(theta: torch.Tensor) -> torch.Tensor:
     return _matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta)
 
 
+def _constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """``torch.tensor(values)`` in ``like``'s dtype on its device, made once per (values, device,
+    dtype) and kept: a pass then copies nothing from the host, so it can be captured in a CUDA
+    graph (a host buffer copied during capture would be read again at every replay). Read-only."""
+    key = (values, like.device, like.dtype)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(values, dtype=like.dtype).to(like.device)
+    return _CONSTANTS[key]
+
+
+_CONSTANTS: dict[tuple, torch.Tensor] = {}
+
+
 def _luma_axis(like: torch.Tensor) -> torch.Tensor:
     """v = (1, 1, 1, 0) / √3, the grey axis of RGB in homogeneous coordinates, shape (4,)."""
-    return torch.tensor([1, 1, 1, 0], dtype=like.dtype, device=like.device) / math.sqrt(3)
+    return _constant((1, 1, 1, 0), like) / math.sqrt(3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,10 +164,8 @@ def color_matrix(d: AugmentDraws) -> torch.Tensor:
     # Rodrigues: R = cos θ I + sin θ [v]× + (1 − cos θ) vvᵀ on the RGB block.
     cos, sin = torch.cos(d.hue), torch.sin(d.hue)
     # [v]×, the cross-product matrix of v (whose three components are all 1/√3).
-    cross = torch.tensor(
-        [[0, -1, 1, 0], [1, 0, -1, 0], [-1, 1, 0, 0], [0, 0, 0, 0]], dtype=b.dtype, device=b.device
-    ) / math.sqrt(3)
-    rgb = torch.diag(torch.tensor([1, 1, 1, 0], dtype=b.dtype, device=b.device))
+    cross = _constant(((0, -1, 1, 0), (1, 0, -1, 0), (-1, 1, 0, 0), (0, 0, 0, 0)), b) / math.sqrt(3)
+    rgb = torch.diag(_constant((1, 1, 1, 0), b))
     hue = eye + (cos - 1)[:, None, None] * (rgb - vvt) + sin[:, None, None] * cross
     saturation = eye + (d.saturation - 1)[:, None, None] * (rgb - vvt)
     return saturation @ hue @ lumaflip @ contrast @ brightness
@@ -210,16 +221,21 @@ def _decimate(images: torch.Tensor) -> torch.Tensor:
     (B, C, 2H + 7, 2W + 7) → (B, C, H, W): output n is centred on input 2n + 4.
     """
     b, c, hs, ws = images.shape
-    taps = torch.tensor(_DECIMATE, dtype=images.dtype, device=images.device)
+    taps = _constant(_DECIMATE, images)
     x = images.reshape(b * c, 1, hs, ws)
     x = F.conv2d(x, taps.reshape(1, 1, 1, -1), stride=(1, 2))
     x = F.conv2d(x, taps.reshape(1, 1, -1, 1), stride=(2, 1))
     return x.reshape(b, c, x.shape[2], x.shape[3])
 
 
-def bilinear_sample(images: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+def bilinear_sample(
+    images: torch.Tensor, col: torch.Tensor, row: torch.Tensor, reflect: bool = False
+) -> torch.Tensor:
     """Bilinear samples of ``images`` (B, C, H, W) at pixel coordinates ``col``, ``row`` (B, Y, X)
-    (pixel centres at integers, zero outside the image) → (B, C, Y, X).
+    (pixel centres at integers) → (B, C, Y, X). Outside the image: zero, or with ``reflect`` the
+    image mirrored at its borders (torch's 'reflect' padding) up to size − 1 pixels out, zero
+    beyond — what sampling the image padded by size − 1 gives, without the padded copy and
+    without asking the device how far the samples reach.
 
     ``F.grid_sample`` computes the same (align_corners=False, zero padding), but its backward has
     no derivative on CUDA (neither cuDNN's nor the native kernel's), and R1 differentiates D's
@@ -232,10 +248,14 @@ def bilinear_sample(images: torch.Tensor, col: torch.Tensor, row: torch.Tensor) 
     fx, fy = col - x0, row - y0
     out = images.new_zeros(b, c, col.shape[1] * col.shape[2])
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        xi, yi = x0 + dx, y0 + dy
-        inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+        xi, yi = (x0 + dx).long(), (y0 + dy).long()
+        if reflect:
+            inside = (xi >= 1 - w) & (xi <= 2 * w - 2) & (yi >= 1 - h) & (yi <= 2 * h - 2)
+            xi, yi = _reflect(xi, w), _reflect(yi, h)
+        else:
+            inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
         weight = (fx if dx else 1 - fx) * (fy if dy else 1 - fy) * inside
-        index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long().reshape(b, 1, -1)
+        index = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).reshape(b, 1, -1)
         values = flat.gather(2, index.expand(b, c, index.shape[2]))
         out = out + values * weight.reshape(b, 1, -1).to(images.dtype)
     return out.reshape(b, c, col.shape[1], col.shape[2])
@@ -244,9 +264,9 @@ def bilinear_sample(images: torch.Tensor, col: torch.Tensor, row: torch.Tensor) 
 def resample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Warp each image by ``matrix`` (output → input centred pixel coordinates) in one resampling.
 
-    images (B, C, H, W), matrix (B, 3, 3) → (B, C, H, W). The input is reflect-padded by what the
-    warped footprint needs (at most size − 1 per side; zeros beyond), sampled bilinearly at twice
-    the output density, then decimated with the CDF (2, 4) low-pass (see the module docstring).
+    images (B, C, H, W), matrix (B, 3, 3) → (B, C, H, W). The input, mirrored at its borders up to
+    size − 1 pixels out (zeros beyond), is sampled bilinearly at twice the output density, then
+    decimated with the CDF (2, 4) low-pass (see the module docstring). No host sync.
     """
     h, w = images.shape[2:]
     # Output sample points every half pixel, from −2 to size + 1 (the 9 decimation taps around
@@ -255,14 +275,7 @@ def resample(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     source = torch.einsum("bij,yxj->byxi", matrix, grid)[..., :2]
     col = source[..., 0] + (w - 1) / 2
     row = source[..., 1] + (h - 1) / 2
-    # One host sync for the pad sizes (as the official code): pad only what the batch reaches.
-    bounds = torch.stack([-col.min(), -row.min(), col.max() - (w - 1), row.max() - (h - 1)])
-    left, top, right, bottom = bounds.detach().ceil().clamp(min=0).long().tolist()
-    left, right = min(left, w - 1), min(right, w - 1)
-    top, bottom = min(top, h - 1), min(bottom, h - 1)
-    padded = F.pad(images, [left, right, top, bottom], mode="reflect")
-    dense = bilinear_sample(padded, col + left, row + top)
-    return _decimate(dense)
+    return _decimate(bilinear_sample(images, col, row, reflect=True))
 
 
 def apply_color(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -359,7 +372,7 @@ class AugmentPipe(nn.Module):
             keep = uniform(*([1] * (value.ndim - 1))) < probability
             return torch.where(keep, value, torch.full_like(value, neutral))
 
-        size = torch.tensor([width, height], dtype=torch.float32, device=device)
+        size = _constant((float(width), float(height)), p)
         xflip = chosen(m["xflip"] * p, torch.floor(uniform() * 2), 0)
         rotate90 = chosen(m["rotate90"] * p, torch.floor(uniform() * 4), 0)
         xint = chosen(m["xint"] * p, torch.round((uniform(2) * 2 - 1) * self.xint_max * size), 0)
@@ -381,34 +394,50 @@ class AugmentPipe(nn.Module):
             brightness, contrast, lumaflip, hue, saturation,
         )  # fmt: skip
 
-    def apply(self, images: torch.Tensor, draws: AugmentDraws) -> torch.Tensor:
+    def apply(
+        self, images: torch.Tensor, draws: AugmentDraws, graph_safe: bool | None = None
+    ) -> torch.Tensor:
         """Blit, then the geometric warp, then the colour transform, with fixed ``draws``.
 
         Images none of whose geometric draws were chosen skip the resampling (they stay exact).
+        By default the pass asks the device which transforms any image needs and skips the others
+        (a few host syncs). ``graph_safe`` (the default while a CUDA graph is being captured)
+        never reads the device: every transform runs, each image taking its result only where
+        its draws chose it, with the same result.
         """
+        if graph_safe is None:
+            graph_safe = images.is_cuda and torch.cuda.is_current_stream_capturing()
         h, w = images.shape[2:]
         d = draws.to(images.dtype)
         eye3 = torch.eye(3, dtype=images.dtype, device=images.device)
+        if h != w and self.multipliers["rotate90"] > 0 and (graph_safe or d.rotate90.ne(0).any()):
+            raise ValueError(f"90° rotations need square images, got {h}×{w}")
         blits = blit_matrix(d)
-        if blits.ne(eye3).any():
-            if h != w and d.rotate90.ne(0).any():
-                raise ValueError(f"90° rotations need square images, got {h}×{w}")
+        if graph_safe or blits.ne(eye3).any():
             images = blit(images, blits)
         warps = geometric_matrix(d)
         warped = warps.ne(eye3).flatten(1).any(dim=1)
-        if warped.any():
+        if graph_safe or warped.any():
             images = torch.where(warped[:, None, None, None], resample(images, warps), images)
         colors = color_matrix(d)
-        if colors.ne(torch.eye(4, dtype=images.dtype, device=images.device)).any():
+        eye4 = torch.eye(4, dtype=images.dtype, device=images.device)
+        if graph_safe:
+            coloured = colors.ne(eye4).flatten(1).any(dim=1)
+            images = torch.where(coloured[:, None, None, None], apply_color(images, colors), images)
+        elif colors.ne(eye4).any():
             images = apply_color(images, colors)
         return images
 
     def forward(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None = None,
+        graph_safe: bool | None = None,
     ) -> torch.Tensor:
-        """images (B, C, H, W) → augmented images of the same shape, draws from ``generator``."""
+        """images (B, C, H, W) → augmented images of the same shape, draws from ``generator``
+        (``graph_safe``: :meth:`apply`'s)."""
         b, _, h, w = images.shape
-        return self.apply(images, self.draw(b, h, w, images.device, generator))
+        return self.apply(images, self.draw(b, h, w, images.device, generator), graph_safe)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +466,8 @@ class AdaTuner:
         """Count the signs of D's logits on (augmented) real images, any shape (under
         ``torch.distributed``: those of every rank, one all-reduce)."""
         logits = real_logits.detach()
-        counts = torch.stack([logits.sign().sum().double(), logits.new_tensor(logits.numel())])
+        total = torch.full([], logits.numel(), dtype=torch.float64, device=logits.device)
+        counts = torch.stack([logits.sign().sum().double(), total])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
         self.signs += counts

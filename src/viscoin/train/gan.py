@@ -51,6 +51,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ from tqdm import tqdm
 
 from viscoin.config import Config, GanConfig
 from viscoin.data.transforms import to_uint8
-from viscoin.errors import UserError
+from viscoin.errors import UserError, UserNotice
 from viscoin.models.stylegan2 import Discriminator, Generator, save_discriminator, save_generator
 from viscoin.models.stylegan2.generator import image_grid, save_image
 from viscoin.models.stylegan2.layers import SynthesisLayer
@@ -86,6 +87,7 @@ from viscoin.train.gan_init import (
     load_init_source,
 )
 from viscoin.train.gan_quality import QualityMonitor, check_quality_config
+from viscoin.train.graphs import PhaseGraph, clean_gradients
 from viscoin.utils.checkpoint import (
     checkpoint_step,
     load_state,
@@ -138,15 +140,21 @@ def set_cuda_precision(g: GanConfig) -> None:
 
 
 def lazy_adam(
-    params: Any, lr: float, betas: tuple[float, float], reg_interval: int | None
+    params: Any,
+    lr: float,
+    betas: tuple[float, float],
+    reg_interval: int | None,
+    fused: bool = False,
 ) -> torch.optim.Adam:
     """Adam; with lazy regularisation every ``reg_interval`` steps, lr and betas are rescaled by
     ``c = interval / (interval + 1)`` so that main + regularisation steps average to the nominal ones.
+    ``fused``: PyTorch's fused kernels (CUDA; a few launches per step instead of several per
+    parameter tensor).
     """
     if reg_interval:
         ratio = reg_interval / (reg_interval + 1)
         lr, betas = lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8, fused=fused or None)
 
 
 class InfiniteBatches(Sampler[list[int]]):
@@ -238,6 +246,31 @@ class GanLoss:
         self.noise_layers = [
             m for m in state.G.synthesis.modules() if isinstance(m, SynthesisLayer)
         ]
+        # With CUDA graphs (use_cuda_graphs): the phases' graphs, and the augmentation's passes
+        # never read the device (the same result, every transform computed).
+        self.graphs: dict[str, PhaseGraph] = {}
+        self.graph_safe = False
+
+    def use_cuda_graphs(self) -> None:
+        """Run each phase as a CUDA graph (:class:`PhaseGraph`) from its fourth call on; one CUDA
+        process only (the phases of several all-reduce inside)."""
+        if self.world > 1:
+            raise UserError(
+                "gan.cuda_graphs works in one process; under torchrun set gan.cuda_graphs=false."
+            )
+        if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+            raise UserError(
+                f"gan.cuda_graphs needs torch >= 2.5 (this is {torch.__version__}): "
+                "upgrade torch or set gan.cuda_graphs=false."
+            )
+        s, augment = self.s, [self.augment_generator] if self.s.augment_pipe is not None else []
+        self.graph_safe = True
+        self.graphs = {
+            "G_main": PhaseGraph(s.G, self.generator_main, augment),
+            "G_pl": PhaseGraph(s.G, self.generator_pl),
+            "D_main": PhaseGraph(s.D, self.discriminator_main, augment),
+            "D_r1": PhaseGraph(s.D, self.discriminator_r1, augment),
+        }
 
     @property
     def world(self) -> int:
@@ -308,13 +341,14 @@ class GanLoss:
         """This process's (b, C, R, R) → logits (b, 1), through the augmentation when it is on
         (its draws made for the global batch, this process's rows kept). ``eager``: the
         uncompiled discriminator (a double backward follows)."""
-        pipe = self.s.augment_pipe
+        pipe, graph_safe = self.s.augment_pipe, self.graph_safe or None
         if pipe is not None and self.world == 1:
-            images = pipe(images, self.augment_generator)
+            images = pipe(images, self.augment_generator, graph_safe)
         elif pipe is not None:
             n, _, h, w = images.shape
             draws = pipe.draw(n * self.world, h, w, images.device, self.augment_generator)
-            images = pipe.apply(images, draws.select(slice(self.dist.rank, None, self.world)))
+            mine = draws.select(slice(self.dist.rank, None, self.world))
+            images = pipe.apply(images, mine, graph_safe)
         return (self.s.D if eager else self.discriminator)(images, c)
 
     def observe_real(self, logits: torch.Tensor) -> None:
@@ -400,30 +434,28 @@ def lerp_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
             torch._foreach_copy_(ema_buffers, buffers)
 
 
-def _optimizer_step(module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
-    # A rare inf/nan gradient (e.g. float16 overflow) must not poison Adam's moments.
-    for param in module.parameters():
-        if param.grad is not None:
-            torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
-    opt.step()
-
-
 def _phase(
     module: torch.nn.Module,
     opt: torch.optim.Optimizer,
     fn: Any,
     *args: Any,
     dist: DistInfo | None = None,
+    graph: PhaseGraph | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run one phase: gradients only for ``module`` (averaged over the processes under
-    ``dist``), then an optimiser step."""
-    opt.zero_grad(set_to_none=True)
-    module.requires_grad_(True)
-    values = fn(*args)
-    module.requires_grad_(False)
-    if dist is not None:
-        average_gradients(module.parameters(), dist)
-    _optimizer_step(module, opt)
+    ``dist``; their inf/nan replaced), then an optimiser step. ``graph``: ``fn``'s
+    :class:`PhaseGraph` (one process), which computes the same gradients."""
+    if graph is not None:
+        values = graph(*args)
+    else:
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        values = fn(*args)
+        module.requires_grad_(False)
+        if dist is not None:
+            average_gradients(module.parameters(), dist)
+        clean_gradients(module.parameters())
+    opt.step()
     return values
 
 
@@ -453,14 +485,24 @@ def training_step(
     zs = torch.randn([4 * batch, s.G.z_dim], device=device).split(batch)
     cs = [all_c[torch.randperm(batch, device=device)] for _ in range(4)]
 
-    values = _phase(s.G, s.opt_G, loss.generator_main, zs[0], cs[0], dist=dist)
+    graph = loss.graphs.get
+    values = _phase(
+        s.G, s.opt_G, loss.generator_main, zs[0], cs[0], dist=dist, graph=graph("G_main")
+    )
     if do_pl:
-        values |= _phase(s.G, s.opt_G, loss.generator_pl, zs[1], cs[1], g.pl_interval, dist=dist)
-    values |= _phase(s.D, s.opt_D, loss.discriminator_main, real, real_c, zs[2], cs[2], dist=dist)
+        values |= _phase(
+            s.G, s.opt_G, loss.generator_pl, zs[1], cs[1], g.pl_interval, dist=dist,
+            graph=graph("G_pl"),
+        )  # fmt: skip
+    values |= _phase(
+        s.D, s.opt_D, loss.discriminator_main, real, real_c, zs[2], cs[2], dist=dist,
+        graph=graph("D_main"),
+    )  # fmt: skip
     if do_r1:
         values |= _phase(
-            s.D, s.opt_D, loss.discriminator_r1, real, real_c, g.r1_interval, dist=dist
-        )
+            s.D, s.opt_D, loss.discriminator_r1, real, real_c, g.r1_interval, dist=dist,
+            graph=graph("D_r1"),
+        )  # fmt: skip
 
     # EMA of the generator weights; the half-life ramps up with the images seen so far.
     ema_nimg = g.ema_kimg * 1000
@@ -583,17 +625,27 @@ def _repair_snapshot(state: GanState, run: RunDir, cfg: Config, classes: list[st
 
 def _restore(state: GanState, path: Path, device: torch.device) -> None:
     saved = load_state(path, map_location=device)
-    # the config's learning rates win over the saved ones (a resume may lower gan.lr)
-    lrs = [[group["lr"] for group in opt.param_groups] for opt in (state.opt_G, state.opt_D)]
+    # the config's learning rates win over the saved ones (a resume may lower gan.lr), and the
+    # device's choice of fused kernels over the saving device's
+    keep = ("lr", "fused", "foreach")
+    kept = [
+        [{k: group[k] for k in keep} for group in opt.param_groups]
+        for opt in (state.opt_G, state.opt_D)
+    ]
     try:
         state.G.load_state_dict(saved["G"])
         state.D.load_state_dict(saved["D"])
         state.G_ema.load_state_dict(saved["G_ema"])
         state.opt_G.load_state_dict(saved["opt_G"])
         state.opt_D.load_state_dict(saved["opt_D"])
-        for opt, values in zip((state.opt_G, state.opt_D), lrs, strict=True):
-            for group, lr in zip(opt.param_groups, values, strict=True):
-                group["lr"] = lr
+        for opt, values in zip((state.opt_G, state.opt_D), kept, strict=True):
+            for group, own in zip(opt.param_groups, values, strict=True):
+                group.update(own)
+                if group["fused"]:  # fused kernels keep the step count on the parameter's device
+                    for param in group["params"]:
+                        moments = opt.state.get(param, {})
+                        if "step" in moments:
+                            moments["step"] = moments["step"].to(param.device, torch.float32)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(
             f"cannot resume from {path}: it does not match this configuration's networks "
@@ -725,6 +777,7 @@ def _new_state(
         G, G_ema = copy.deepcopy(init.G), copy.deepcopy(init.G_ema).to(device)
         D = copy.deepcopy(init.D) if init.D is not None else D
     G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
+    fused = device.type == "cuda"
     spec = check_augment_config(g)
     pipe = AugmentPipe(p=spec.p).to(device) if spec.mode != "none" else None
     ada = None
@@ -734,8 +787,12 @@ def _new_state(
         G=G,
         D=D,
         G_ema=(G_ema if G_ema is not None else copy.deepcopy(G)).eval().requires_grad_(False),
-        opt_G=lazy_adam(G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None),
-        opt_D=lazy_adam(D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None),
+        opt_G=lazy_adam(
+            G.parameters(), g.lr, g.betas, g.pl_interval if g.pl_weight > 0 else None, fused
+        ),
+        opt_D=lazy_adam(
+            D.parameters(), g.lr, g.betas, g.r1_interval if g.r1_gamma > 0 else None, fused
+        ),
         pl_mean=torch.zeros([], device=device),
         augment_pipe=pipe,
         ada=ada,
@@ -893,6 +950,13 @@ def _train(
     )
     grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g, seed=cfg.run.seed, dist=dist)
+    if g.cuda_graphs and device.type == "cuda":
+        loss.use_cuda_graphs()
+    elif g.cuda_graphs and main:
+        warnings.warn(
+            UserNotice(f"gan.cuda_graphs needs a CUDA device: training on {device} without them"),
+            stacklevel=2,
+        )
     averages, last = _Averages(), {}
     watch = DivergenceWatch(device)
     if resume:
