@@ -21,12 +21,14 @@ each ``--res``, on random images, each loop alone on the device; ``--official-op
 official code build its CUDA ops (it falls back to its reference ops by itself when it cannot),
 ``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does,
 ``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step);
-``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``.
+``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``, ``--fir conv|pool`` its FIR filters
+as depthwise convolutions or poolings (``auto``: poolings on CUDA).
 
 ``graphs`` (CUDA): viscoin's loop with ``gan.cuda_graphs`` against the eager loop from the same
 weights, batches and draws, every phase (R1 and path length every 2 steps, augmentation on)
-captured and replayed; the difference is printed beside that of two eager runs (the device's own
-run-to-run rounding), and the command fails when it is more than 10× that (or 1e-4).
+captured and replayed, cuDNN's deterministic algorithms; the losses of every step and the distance
+of the weights are printed beside those of two eager runs (the device's own run-to-run rounding),
+and the command fails when the weights differ by more than 10× that (or 1e-4).
 
     python benchmarks/gan_vs_official.py steps --official ~/stylegan2-ada-pytorch
     python benchmarks/gan_vs_official.py speed --impl viscoin official --official ~/stylegan2-ada-pytorch
@@ -53,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from viscoin.config import GanConfig, auto_gan_settings, load_config
+from viscoin.models.stylegan2.ops import use_fir_impl
 from viscoin.train import gan as vg
 
 
@@ -188,6 +191,14 @@ def largest_relative_difference(a: nn.Module, b: nn.Module) -> tuple[float, str]
         if d > worst:
             worst, where = d, name
     return worst, where
+
+
+def relative_distance(a: nn.Module, b: nn.Module) -> float:
+    """‖a − b‖ / ‖b‖ over all parameters together."""
+    pairs = list(zip(a.parameters(), b.parameters(), strict=True))
+    diff = sum(float((x - y).double().square().sum()) for x, y in pairs)
+    norm = sum(float(y.double().square().sum()) for _, y in pairs)
+    return math.sqrt(diff / max(norm, 1e-300))
 
 
 def compare_steps(root: Path, steps: int, ema_rampup: float | None = 0.05) -> list[dict[str, Any]]:
@@ -413,6 +424,7 @@ def speed(a: argparse.Namespace) -> list[dict[str, Any]]:
                 "impl": impl,
                 "resolution": res,
                 "augment": g.augment,
+                **({"fir": a.fir} if impl.startswith("viscoin") else {}),
                 "batch": g.batch_size,
                 "num_fp16_res": g.num_fp16_res,
                 **({"compile": True} if impl.startswith("viscoin") and g.compile else {}),
@@ -445,6 +457,7 @@ def graphs_check(a: argparse.Namespace) -> dict[str, Any]:
     if a.fp16_res:
         g.num_fp16_res, g.conv_clamp = a.fp16_res, 256.0
     vg.set_cuda_precision(g)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     torch.manual_seed(0)
     G, D = vg.build_networks(g, 3, 0)
     G, D = G.to(device), D.to(device)
@@ -462,16 +475,14 @@ def graphs_check(a: argparse.Namespace) -> dict[str, Any]:
         return loop, losses
 
     eager, eager_losses = run(False)
-    again, _ = run(False)
+    again, again_losses = run(False)
     graphed, graph_losses = run(True)
     row: dict[str, Any] = {"resolution": a.res, "steps": a.steps, "augment": g.augment}
     for net in ("G", "D", "G_ema"):
-        null, _ = largest_relative_difference(getattr(eager, net), getattr(again, net))
-        diff, where = largest_relative_difference(getattr(eager, net), getattr(graphed, net))
-        row[net] = {"graphs_vs_eager": diff, "where": where, "eager_vs_eager": null}
-    row["loss_difference"] = max(
-        abs(x - y) for x, y in zip(eager_losses, graph_losses, strict=True)
-    )
+        null = relative_distance(getattr(again, net), getattr(eager, net))
+        diff = relative_distance(getattr(graphed, net), getattr(eager, net))
+        row[net] = {"graphs_vs_eager": diff, "eager_vs_eager": null}
+    row["losses"] = {"eager": eager_losses, "eager_again": again_losses, "graphs": graph_losses}
     row["calls"] = {name: graph.calls for name, graph in graphed.loss.graphs.items()}
     bound = max(10 * max(row[n]["eager_vs_eager"] for n in ("G", "D", "G_ema")), 1e-4)
     row["ok"] = all(row[n]["graphs_vs_eager"] <= bound for n in ("G", "D", "G_ema"))
@@ -564,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     p.add_argument("--profile", type=Path, help="also profile each loop: tables in this folder")
     p.add_argument("--augment", default="none", help="viscoin's gan.augment (NVIDIA's: none)")
+    p.add_argument("--fir", default="auto", choices=("auto", "conv", "pool"), help="viscoin's FIR")
     p = sub.add_parser("graphs", help="gan.cuda_graphs against the eager loop (CUDA)")
     p.add_argument("--res", type=int, default=32)
     p.add_argument("--fp16-res", type=int, default=0)
@@ -576,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "speed" and "official" in a.impl and a.official is None:
         parser.error("--impl official needs --official DIR (a stylegan2-ada-pytorch checkout)")
     if a.command == "speed":
-        speed(a)
+        with use_fir_impl(a.fir):
+            speed(a)
         return 0
     if a.command == "steps":
         rows = compare_steps(a.official, a.steps, None if a.no_ema_rampup else 0.05)

@@ -337,3 +337,100 @@ def test_fir_weights_built_in_inference_mode_do_not_reach_autograd():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     layer(x).sum().backward()  # an inference tensor saved for backward would raise here
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("down", [1, 2])
+@pytest.mark.parametrize("gain", [1.0, 4.0, 2.5])
+@pytest.mark.parametrize(
+    "pad", [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (3, 3, 3, 3), (1, 1, 3, 3)]
+)
+def test_pooled_fir_is_zero_pad_convolve_subsample(down, gain, pad):
+    """Three 2×2 poolings are the standard [1, 3, 3, 1] filter (float64: exact up to rounding)."""
+    f = ops.setup_filter().double()
+    for size in ((8, 8), (9, 6)):
+        x = torch.randn(2, 3, *size, dtype=torch.float64)
+        with ops.use_fir_impl("pool"):
+            out = ops.upfirdn2d(x, f, down=down, padding=pad, gain=gain)
+        expected = ref.upfirdn2d(x, f, 1, down, pad, gain)
+        assert out.shape == expected.shape
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-13)
+
+
+def test_pooled_upsample2d_is_zero_insertion_and_the_filter():
+    f = ops.setup_filter().double()
+    for size in ((8, 8), (5, 7)):
+        x = torch.randn(2, 3, *size, dtype=torch.float64)
+        with ops.use_fir_impl("pool"):
+            out = ops.upsample2d(x, f)
+        expected = ref.upfirdn2d(x, f, 2, 1, (2, 1, 2, 1), 4.0)
+        assert out.shape == expected.shape
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-13)
+
+
+def test_pooled_fir_is_taken_for_the_standard_filter_only(monkeypatch):
+    calls = []
+    real_pool = torch.nn.functional.avg_pool2d
+    monkeypatch.setattr(ops.F, "avg_pool2d", lambda *a, **k: calls.append(1) or real_pool(*a, **k))
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    f = ops.setup_filter().double()
+    with ops.use_fir_impl("pool"):
+        ops.upfirdn2d(x, f, down=2, padding=1)
+        assert len(calls) == 3
+        f.mul_(torch.rand(4, 4, dtype=torch.float64))  # no longer the standard filter
+        close(ops.upfirdn2d(x, f, down=2, padding=1), ref.upfirdn2d(x, f, 1, 2, (1, 1, 1, 1), 1.0))
+        ops.upfirdn2d(x, f * 0 + torch.rand(4, 4, dtype=torch.float64), padding=1)
+    assert len(calls) == 3  # the changed filter and another one took the convolutions
+    with ops.use_fir_impl("auto"):  # the CPU's choice: convolutions
+        ops.upfirdn2d(x, ops.setup_filter().double(), down=2, padding=1)
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="FIR impl"), ops.use_fir_impl("fft"):
+        pass
+
+
+def test_pooled_fir_has_second_derivatives():
+    f = ops.setup_filter().double()
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    with ops.use_fir_impl("pool"):
+        for fn in (
+            lambda x: ops.upfirdn2d(x, f, down=2, padding=1),
+            lambda x: ops.upfirdn2d(x, f, padding=2, gain=4),
+            lambda x: ops.upsample2d(x, f),
+        ):
+            assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradients():
+    from viscoin.models.stylegan2 import Discriminator, Generator
+
+    torch.manual_seed(0)
+    G = Generator(8, 0, 8, 16, 3, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
+    D = Discriminator(
+        0, 16, 3, channel_base=64, channel_max=8, epilogue_kwargs={"mbstd_group_size": 2}
+    )
+    for name, param in [*G.named_parameters(), *D.named_parameters()]:
+        if name.endswith(("noise_strength", "bias")):  # every path counts
+            torch.nn.init.normal_(param, std=0.3)
+    z = torch.randn(4, 8)
+
+    def run():
+        # path length through G and R1 through D: second derivatives of both networks
+        ws = G.mapping(z, None).detach().requires_grad_(True)
+        img = G.synthesis(ws, noise_mode="const")
+        (g_ws,) = torch.autograd.grad((img * img.detach().sin()).sum(), ws, create_graph=True)
+        real = img.detach().requires_grad_(True)
+        logits = D(real, None)
+        (g_x,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+        G.zero_grad(), D.zero_grad()
+        (img.square().mean() + g_ws.square().sum() + g_x.square().sum() + logits.mean()).backward()
+        named = [*G.named_parameters(), *D.named_parameters()]
+        grads = {n: p.grad.clone() for n, p in named if p.grad is not None}
+        return img.detach(), logits.detach(), grads
+
+    img_c, logits_c, grads_c = run()
+    with ops.use_fir_impl("pool"):
+        img_p, logits_p, grads_p = run()
+    close(img_p, img_c)
+    close(logits_p, logits_c)
+    assert len(grads_c) > 20
+    for name in grads_c:
+        close(grads_p[name], grads_c[name], tol=1e-4)

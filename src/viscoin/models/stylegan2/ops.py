@@ -86,6 +86,75 @@ def _fir_weight(
     return weights[key]
 
 
+# How eager upfirdn2d filters with StyleGAN2's own [1, 3, 3, 1] filter: ``conv`` (depthwise
+# convolutions, the fastest on CPUs), ``pool`` (three 2×2 average poolings, and a bilinear ×2 for
+# the upsampling: the same numbers from fast memory-bound kernels, where GPUs run depthwise
+# convolutions slowly) or ``auto`` (``pool`` on CUDA, ``conv`` elsewhere). Other filters always
+# take the convolutions.
+_FIR_IMPLS = ("auto", "conv", "pool")
+_fir_impl = "auto"
+
+
+@contextlib.contextmanager
+def use_fir_impl(impl: str) -> Iterator[None]:
+    """Within the block, :func:`upfirdn2d` filters with ``impl`` (``auto`` | ``conv`` | ``pool``)."""
+    global _fir_impl
+    if impl not in _FIR_IMPLS:
+        raise ValueError(f"FIR impl must be one of {_FIR_IMPLS}, not {impl!r}")
+    previous, _fir_impl = _fir_impl, impl
+    try:
+        yield
+    finally:
+        _fir_impl = previous
+
+
+_STANDARD_FILTER = setup_filter()
+# Whether a filter tensor is the standard one: (its version, answer), read once per version (the
+# comparison waits for the device, so it is made before a CUDA graph is captured, not inside).
+_IS_STANDARD: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def _is_standard_filter(f: torch.Tensor) -> bool:
+    if f.requires_grad or tuple(f.shape) != (4, 4):
+        return False
+    version, answer = _IS_STANDARD.get(f, (None, False))
+    if version != f._version:
+        answer = torch.equal(f.detach().float().cpu(), _STANDARD_FILTER)
+        _IS_STANDARD[f] = (f._version, answer)
+    return answer
+
+
+def _fir_pooled(
+    x: torch.Tensor, up: int, down: int, pad: tuple[int, int, int, int], gain: float
+) -> torch.Tensor | None:
+    """:func:`upfirdn2d` with the standard filter from pooling and interpolation, or ``None``
+    where that form does not apply.
+
+    [1, 3, 3, 1] / 8 is the 2-tap box [1, 1] / 2 applied three times, so the 2-D filter is three
+    2×2 average poolings of stride 1 (the last of stride ``down``), each adding at most one row of
+    zero padding per side (pooled zeros stay zeros, so padding early equals padding once at the
+    start). Zero insertion by 2 with the filter and gain 4, padded as :func:`upsample2d` pads, is
+    bilinear interpolation ×2 (weights 3/4, 1/4) of the image with one zero row around it.
+    """
+    px0, px1, py0, py1 = pad
+    if up == 1 and down in (1, 2) and px0 == px1 and py0 == py1 and min(px0, py0) >= 0:
+        if max(px0, py0) > 3:
+            return None
+        for k in range(3):
+            x = F.avg_pool2d(
+                x,
+                2,
+                stride=down if k == 2 else 1,
+                padding=(int(k < py0), int(k < px0)),
+                divisor_override=1 if k == 0 and gain == 4 else None,  # a 2×2 sum: 4 × the mean
+            )
+        return x if gain in (1, 4) else x * gain
+    if up == 2 and down == 1 and pad == (2, 1, 2, 1) and gain == 4:
+        x = F.interpolate(F.pad(x, [1, 1, 1, 1]), scale_factor=2, mode="bilinear")
+        return x[:, :, 2:-2, 2:-2]
+    return None
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor | None,
@@ -108,6 +177,11 @@ def upfirdn2d(
     channels = x.shape[1]
     if torch.compiler.is_compiling():
         return upfirdn2d_pointwise(x, f * gain, up, down, (px0, px1, py0, py1), flip_filter)
+    pooled = _fir_impl == "pool" or (_fir_impl == "auto" and x.is_cuda)
+    if pooled and _is_standard_filter(f):  # symmetric: flip_filter changes nothing
+        y = _fir_pooled(x, up, down, (px0, px1, py0, py1), gain)
+        if y is not None:
+            return y
 
     if up > 1:
         # Zero insertion followed by a convolution is exactly a transposed convolution with stride
