@@ -21,8 +21,8 @@ each ``--res``, on random images, each loop alone on the device; ``--official-op
 official code build its CUDA ops (it falls back to its reference ops by itself when it cannot),
 ``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does,
 ``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step);
-``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``, ``--fir conv|pool`` its FIR filters
-as depthwise convolutions or poolings (``auto``: poolings on CUDA).
+``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``, ``--fir conv|pool|matmul`` its FIR filters
+as depthwise convolutions, poolings or matrix products (``auto``: poolings on CUDA).
 
 ``graphs`` (CUDA): viscoin's loop with ``gan.cuda_graphs`` against the eager loop from the same
 weights, batches and draws, every phase (R1 and path length every 2 steps, augmentation on)
@@ -575,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="small networks and batch (smoke test)")
     p.add_argument("--profile", type=Path, help="also profile each loop: tables in this folder")
     p.add_argument("--augment", default="none", help="viscoin's gan.augment (NVIDIA's: none)")
-    p.add_argument("--fir", default="auto", choices=("auto", "conv", "pool"), help="viscoin's FIR")
+    p.add_argument(
+        "--fir", default="auto", choices=("auto", "conv", "pool", "matmul"), help="viscoin's FIR"
+    )
     p = sub.add_parser("graphs", help="gan.cuda_graphs against the eager loop (CUDA)")
     p.add_argument("--res", type=int, default=32)
     p.add_argument("--fp16-res", type=int, default=0)

@@ -344,23 +344,26 @@ def test_fir_weights_built_in_inference_mode_do_not_reach_autograd():
 @pytest.mark.parametrize(
     "pad", [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (3, 3, 3, 3), (1, 1, 3, 3)]
 )
-def test_pooled_fir_is_zero_pad_convolve_subsample(down, gain, pad):
-    """Three 2×2 poolings are the standard [1, 3, 3, 1] filter (float64: exact up to rounding)."""
+@pytest.mark.parametrize("impl", ["pool", "matmul"])
+def test_pooled_fir_is_zero_pad_convolve_subsample(down, gain, pad, impl):
+    """Three 2×2 poolings, or a matrix product per axis, are the standard [1, 3, 3, 1] filter
+    (float64: exact up to rounding)."""
     f = ops.setup_filter().double()
     for size in ((8, 8), (9, 6)):
         x = torch.randn(2, 3, *size, dtype=torch.float64)
-        with ops.use_fir_impl("pool"):
+        with ops.use_fir_impl(impl):
             out = ops.upfirdn2d(x, f, down=down, padding=pad, gain=gain)
         expected = ref.upfirdn2d(x, f, 1, down, pad, gain)
         assert out.shape == expected.shape
         torch.testing.assert_close(out, expected, rtol=0, atol=1e-13)
 
 
-def test_pooled_upsample2d_is_zero_insertion_and_the_filter():
+@pytest.mark.parametrize("impl", ["pool", "matmul"])
+def test_pooled_upsample2d_is_zero_insertion_and_the_filter(impl):
     f = ops.setup_filter().double()
     for size in ((8, 8), (5, 7)):
         x = torch.randn(2, 3, *size, dtype=torch.float64)
-        with ops.use_fir_impl("pool"):
+        with ops.use_fir_impl(impl):
             out = ops.upsample2d(x, f)
         expected = ref.upfirdn2d(x, f, 2, 1, (2, 1, 2, 1), 4.0)
         assert out.shape == expected.shape
@@ -387,10 +390,23 @@ def test_pooled_fir_is_taken_for_the_standard_filter_only(monkeypatch):
         pass
 
 
-def test_pooled_fir_has_second_derivatives():
+@pytest.mark.parametrize(
+    ("up", "down", "pad"),
+    [(1, 1, (0, 0, 0, 0)), (2, 2, (1, 2, 0, 3)), (1, 2, (-1, 2, 3, 0)), (2, 1, (1, 1, 1, 1))],
+)
+def test_fir_as_matrix_products_takes_any_resampling(up, down, pad):
+    f = ops.setup_filter().double()
+    x = torch.randn(2, 3, 9, 6, dtype=torch.float64)
+    with ops.use_fir_impl("matmul"):
+        out = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=2.5)
+    torch.testing.assert_close(out, ref.upfirdn2d(x, f, up, down, pad, 2.5), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("impl", ["pool", "matmul"])
+def test_pooled_fir_has_second_derivatives(impl):
     f = ops.setup_filter().double()
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
-    with ops.use_fir_impl("pool"):
+    with ops.use_fir_impl(impl):
         for fn in (
             lambda x: ops.upfirdn2d(x, f, down=2, padding=1),
             lambda x: ops.upfirdn2d(x, f, padding=2, gain=4),
@@ -399,7 +415,8 @@ def test_pooled_fir_has_second_derivatives():
             assert torch.autograd.gradgradcheck(fn, (x,))
 
 
-def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradients():
+@pytest.mark.parametrize("impl", ["pool", "matmul"])
+def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradients(impl):
     from viscoin.models.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(0)
@@ -427,7 +444,7 @@ def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradien
         return img.detach(), logits.detach(), grads
 
     img_c, logits_c, grads_c = run()
-    with ops.use_fir_impl("pool"):
+    with ops.use_fir_impl(impl):
         img_p, logits_p, grads_p = run()
     close(img_p, img_c)
     close(logits_p, logits_c)

@@ -88,10 +88,11 @@ def _fir_weight(
 
 # How eager upfirdn2d filters with StyleGAN2's own [1, 3, 3, 1] filter: ``conv`` (depthwise
 # convolutions, the fastest on CPUs), ``pool`` (three 2×2 average poolings, and a bilinear ×2 for
-# the upsampling: the same numbers from fast memory-bound kernels, where GPUs run depthwise
-# convolutions slowly) or ``auto`` (``pool`` on CUDA, ``conv`` elsewhere). Other filters always
-# take the convolutions.
-_FIR_IMPLS = ("auto", "conv", "pool")
+# the upsampling: the same numbers from memory-bound kernels, where GPUs run depthwise
+# convolutions slowly), ``matmul`` (the separable filter as two matrix products, one per axis,
+# with the zero insertion, padding and subsampling in the matrices) or ``auto`` (``pool`` on
+# CUDA, ``conv`` elsewhere). Other filters always take the convolutions.
+_FIR_IMPLS = ("auto", "conv", "pool", "matmul")
 _fir_impl = "auto"
 
 
@@ -155,6 +156,42 @@ def _fir_pooled(
     return None
 
 
+_TAPS = (1 / 8, 3 / 8, 3 / 8, 1 / 8)  # the standard filter is outer(_TAPS, _TAPS)
+# (size, up, down, pad0, pad1, gain, dtype, device) → the (out, size) matrix of one axis
+_FIR_MATRICES: dict[tuple, torch.Tensor] = {}
+
+
+def _fir_matrix(
+    size: int, up: int, down: int, pad0: int, pad1: int, gain: float, like: torch.Tensor
+) -> torch.Tensor:
+    """The 1-D upfirdn of the standard taps as an (out, size) matrix: out[k] = Σᵢ M[k, i] x[i]
+    with x zero-inserted by ``up``, padded by (pad0, pad1), filtered and subsampled by ``down``
+    (times ``gain``). Built once per shape and kept (the comparison of a later call copies nothing
+    from the host, so a CUDA graph can capture it)."""
+    key = (size, up, down, pad0, pad1, gain, like.dtype, like.device)
+    if key not in _FIR_MATRICES:
+        out = (size * up + pad0 + pad1 - len(_TAPS)) // down + 1
+        m = torch.zeros(out, size, dtype=torch.float64)
+        for k in range(out):
+            for t, tap in enumerate(_TAPS):  # symmetric: the true convolution is the correlation
+                j = k * down + t - pad0  # position in the zero-inserted signal
+                if j % up == 0 and 0 <= j // up < size:
+                    m[k, j // up] += tap * gain
+        _FIR_MATRICES[key] = m.to(like.dtype).to(like.device)
+    return _FIR_MATRICES[key]
+
+
+def _fir_matmul(
+    x: torch.Tensor, up: int, down: int, pad: tuple[int, int, int, int], gain: float
+) -> torch.Tensor:
+    """:func:`upfirdn2d` with the standard filter as x @ Mxᵀ, then My @ that: two matrix products
+    whose backward and double backward are matrix products again."""
+    px0, px1, py0, py1 = pad
+    mx = _fir_matrix(x.shape[3], up, down, px0, px1, gain, x)
+    my = _fir_matrix(x.shape[2], up, down, py0, py1, 1.0, x)
+    return torch.matmul(my, torch.matmul(x, mx.t()))
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor | None,
@@ -178,7 +215,9 @@ def upfirdn2d(
     if torch.compiler.is_compiling():
         return upfirdn2d_pointwise(x, f * gain, up, down, (px0, px1, py0, py1), flip_filter)
     pooled = _fir_impl == "pool" or (_fir_impl == "auto" and x.is_cuda)
-    if pooled and _is_standard_filter(f):  # symmetric: flip_filter changes nothing
+    if (pooled or _fir_impl == "matmul") and _is_standard_filter(f):  # symmetric: any flip
+        if _fir_impl == "matmul":
+            return _fir_matmul(x, up, down, (px0, px1, py0, py1), gain)
         y = _fir_pooled(x, up, down, (px0, px1, py0, py1), gain)
         if y is not None:
             return y
