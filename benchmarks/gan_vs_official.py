@@ -22,7 +22,7 @@ official code build its CUDA ops (it falls back to its reference ops by itself w
 ``--fp16-res 4`` runs both with float16 in the 4 highest resolutions as ``--cfg auto`` does,
 ``--profile DIR`` writes each loop's operators ranked by device time (and its kernels per step);
 ``viscoin-graphs`` is viscoin's loop with ``gan.cuda_graphs``, ``--fir conv|pool|matmul`` its FIR filters
-as depthwise convolutions, poolings or matrix products (``auto``: poolings on CUDA).
+as depthwise convolutions, poolings or matrix products (``auto``: matrix products on CUDA).
 
 ``graphs`` (CUDA): viscoin's loop with ``gan.cuda_graphs`` against the eager loop from the same
 weights, batches and draws, every phase (R1 and path length every 2 steps, augmentation on)
