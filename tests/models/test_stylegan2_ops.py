@@ -267,14 +267,23 @@ def test_conv2d_resample_upsamples_the_same_with_subpixel_convolutions(k, flip_w
         pass
 
 
-def test_generator_with_subpixel_upsampling_gives_the_same_images_and_second_gradients():
-    from viscoin.models.stylegan2 import Generator
+def _tiny_networks():
+    """A 16 px G and D with noise strengths and biases drawn (every path counts), seeded."""
+    from viscoin.models.stylegan2 import Discriminator, Generator
 
     torch.manual_seed(0)
     G = Generator(8, 0, 8, 16, 3, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
-    for name, param in G.named_parameters():  # noise and non-zero biases: every path counts
+    D = Discriminator(
+        0, 16, 3, channel_base=64, channel_max=8, epilogue_kwargs={"mbstd_group_size": 2}
+    )
+    for name, param in [*G.named_parameters(), *D.named_parameters()]:
         if name.endswith(("noise_strength", "bias")):
             torch.nn.init.normal_(param, std=0.3)
+    return G, D
+
+
+def test_generator_with_subpixel_upsampling_gives_the_same_images_and_second_gradients():
+    G, _ = _tiny_networks()
     z = torch.randn(3, 8)
 
     def run():
@@ -417,16 +426,7 @@ def test_pooled_fir_has_second_derivatives(impl):
 
 @pytest.mark.parametrize("impl", ["pool", "matmul"])
 def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradients(impl):
-    from viscoin.models.stylegan2 import Discriminator, Generator
-
-    torch.manual_seed(0)
-    G = Generator(8, 0, 8, 16, 3, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
-    D = Discriminator(
-        0, 16, 3, channel_base=64, channel_max=8, epilogue_kwargs={"mbstd_group_size": 2}
-    )
-    for name, param in [*G.named_parameters(), *D.named_parameters()]:
-        if name.endswith(("noise_strength", "bias")):  # every path counts
-            torch.nn.init.normal_(param, std=0.3)
+    G, D = _tiny_networks()
     z = torch.randn(4, 8)
 
     def run():

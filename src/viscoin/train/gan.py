@@ -72,7 +72,6 @@ from viscoin.models.stylegan2.layers import SynthesisLayer
 from viscoin.train.augment import AdaTuner, AugmentPipe, check_augment_config
 from viscoin.train.distributed import (
     DistInfo,
-    average_gradients,
     barrier,
     broadcast_object,
     sum_over_ranks,
@@ -87,7 +86,7 @@ from viscoin.train.gan_init import (
     load_init_source,
 )
 from viscoin.train.gan_quality import QualityMonitor, check_quality_config
-from viscoin.train.graphs import PhaseGraph, clean_gradients
+from viscoin.train.graphs import PhaseGraph, phase_gradients
 from viscoin.utils.checkpoint import (
     checkpoint_step,
     load_state,
@@ -449,12 +448,7 @@ def _phase(
         values = graph(*args)
     else:
         opt.zero_grad(set_to_none=True)
-        module.requires_grad_(True)
-        values = fn(*args)
-        module.requires_grad_(False)
-        if dist is not None:
-            average_gradients(module.parameters(), dist)
-        clean_gradients(module.parameters())
+        values = phase_gradients(module, fn, *args, dist=dist)
     opt.step()
     return values
 

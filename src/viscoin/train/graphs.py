@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from viscoin.train.distributed import DistInfo, average_gradients
+
 # Eager calls before the capture: cuDNN picks its algorithms and the allocator settles, on a side
 # stream as PyTorch's capture recipe asks.
 WARMUP_CALLS = 3
@@ -36,12 +38,30 @@ def clean_gradients(parameters: Any) -> None:
             torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
 
 
+def phase_gradients(
+    module: nn.Module,
+    fn: Callable[..., dict[str, torch.Tensor]],
+    *args: Any,
+    dist: DistInfo | None = None,
+) -> dict[str, torch.Tensor]:
+    """``fn(*args)`` (a phase's losses, each calling ``backward``) with gradients for ``module``
+    only; they are averaged over the processes under ``dist``, then cleaned (:func:`clean_gradients`).
+    """
+    module.requires_grad_(True)
+    values = fn(*args)
+    module.requires_grad_(False)
+    if dist is not None:
+        average_gradients(module.parameters(), dist)
+    clean_gradients(module.parameters())
+    return values
+
+
 class PhaseGraph:
     """``fn(*args)`` with gradients for ``module`` only, as a CUDA graph after a few eager calls.
 
     ``fn`` computes a phase's losses and calls ``backward`` itself, returning a dict of 0-d
-    tensors. A call leaves ``module``'s gradients (cleaned by :func:`clean_gradients`) in its
-    parameters' ``.grad`` for the optimiser, as the eager phase does. ``args`` are tensors of the
+    tensors. A call leaves ``module``'s gradients (:func:`phase_gradients`) in its parameters'
+    ``.grad`` for the optimiser, as the eager phase does. ``args`` are tensors of the
     same shape and dtype at every call (copied into the graph's inputs) or constants, which must
     not change (a change is refused). ``generators``: non-default CUDA generators ``fn`` draws from
     (reseeding one between calls changes the replay's draws as it would eager ones).
@@ -65,13 +85,6 @@ class PhaseGraph:
         self.outputs: dict[str, torch.Tensor] = {}
         self.grads: list[torch.Tensor | None] = []
 
-    def _body(self, *args: Any) -> dict[str, torch.Tensor]:
-        self.module.requires_grad_(True)
-        values = self.fn(*args)
-        self.module.requires_grad_(False)
-        clean_gradients(self.params)
-        return values
-
     def __call__(self, *args: Any) -> dict[str, torch.Tensor]:
         self.calls += 1
         if self.graph is None and self.calls <= self.warmup:
@@ -80,7 +93,7 @@ class PhaseGraph:
             side, current = torch.cuda.Stream(), torch.cuda.current_stream()
             side.wait_stream(current)
             with torch.cuda.stream(side):
-                values = self._body(*args)
+                values = phase_gradients(self.module, self.fn, *args)
             current.wait_stream(side)
             return values
         if self.graph is None:
@@ -103,7 +116,7 @@ class PhaseGraph:
             graph.register_generator_state(generator)
         # thread_local: the data loader's pin-memory thread may use CUDA during the capture
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.outputs = self._body(*self.inputs)
+            self.outputs = phase_gradients(self.module, self.fn, *self.inputs)
         self.grads = [param.grad for param in self.params]
         self.graph = graph
 

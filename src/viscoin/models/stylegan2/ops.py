@@ -55,12 +55,22 @@ def _depthwise(f: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tens
     return f.to(dtype)[None, None].repeat(channels, 1, 1, 1)
 
 
-# The grouped-convolution weights built from each filter tensor (a module's resample_filter
-# buffer): (the filter's version, {(channels, dtype, gain, flip, inference mode): weight}).
-# Building one takes four small operations per FIR filter call; a training step makes dozens of
-# such calls with the same few filters. Keyed weakly: an entry goes with its filter tensor (e.g.
-# after .to(device)).
-_FIR_WEIGHTS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+# What is derived from each filter tensor (a module's resample_filter buffer): (the filter's
+# version, {key: value}), e.g. the grouped-convolution weights per (channels, dtype, gain, flip,
+# inference mode); building one takes four small operations per FIR filter call, and a training
+# step makes dozens of such calls with the same few filters. Keyed weakly: an entry goes with its
+# filter tensor (e.g. after .to(device)).
+_FILTER_CACHE: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def _derived(f: torch.Tensor) -> dict:
+    """The cache of what was derived from ``f``, emptied when ``f`` has changed in place (e.g. by
+    ``load_state_dict``) since."""
+    version, derived = _FILTER_CACHE.get(f, (None, {}))
+    if version != f._version:  # new, or changed in place: what was derived is stale
+        derived = {}
+        _FILTER_CACHE[f] = (f._version, derived)
+    return derived
 
 
 def _fir_weight(
@@ -76,10 +86,7 @@ def _fir_weight(
 
     if f.requires_grad:  # a filter being learnt: nothing to reuse, and its gradient must flow
         return build()
-    version, weights = _FIR_WEIGHTS.get(f, (None, {}))
-    if version != f._version:  # new, or changed in place: its old weights are stale
-        weights = {}
-        _FIR_WEIGHTS[f] = (f._version, weights)
+    weights = _derived(f)
     key = (channels, dtype, gain, flip, torch.is_inference_mode_enabled())
     if key not in weights:
         weights[key] = build()
@@ -93,37 +100,39 @@ def _fir_weight(
 # with the zero insertion, padding and subsampling in the matrices: the fastest measured on an
 # H200) or ``auto`` (``matmul`` on CUDA, ``conv`` elsewhere). Other filters always take the
 # convolutions.
-_FIR_IMPLS = ("auto", "conv", "pool", "matmul")
-_fir_impl = "auto"
+_IMPL_CHOICES = {"FIR": ("auto", "conv", "pool", "matmul"), "upsample": ("transpose", "subpixel")}
+_impl = {"FIR": "auto", "upsample": "transpose"}  # the current choices
 
 
 @contextlib.contextmanager
-def use_fir_impl(impl: str) -> Iterator[None]:
-    """Within the block, :func:`upfirdn2d` filters with ``impl`` (``auto`` | ``conv`` | ``pool``)."""
-    global _fir_impl
-    if impl not in _FIR_IMPLS:
-        raise ValueError(f"FIR impl must be one of {_FIR_IMPLS}, not {impl!r}")
-    previous, _fir_impl = _fir_impl, impl
+def _use_impl(kind: str, impl: str) -> Iterator[None]:
+    if impl not in _IMPL_CHOICES[kind]:
+        raise ValueError(f"{kind} impl must be one of {_IMPL_CHOICES[kind]}, not {impl!r}")
+    previous, _impl[kind] = _impl[kind], impl
     try:
         yield
     finally:
-        _fir_impl = previous
+        _impl[kind] = previous
+
+
+def use_fir_impl(impl: str) -> contextlib.AbstractContextManager[None]:
+    """Within the block, :func:`upfirdn2d` filters with ``impl`` (``auto`` | ``conv`` | ``pool`` |
+    ``matmul``)."""
+    return _use_impl("FIR", impl)
 
 
 _STANDARD_FILTER = setup_filter()
-# Whether a filter tensor is the standard one: (its version, answer), read once per version (the
-# comparison waits for the device, so it is made before a CUDA graph is captured, not inside).
-_IS_STANDARD: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 
 def _is_standard_filter(f: torch.Tensor) -> bool:
+    """Whether ``f`` is the standard filter, read once per filter version (the comparison waits
+    for the device, so it is made before a CUDA graph is captured, not inside)."""
     if f.requires_grad or tuple(f.shape) != (4, 4):
         return False
-    version, answer = _IS_STANDARD.get(f, (None, False))
-    if version != f._version:
-        answer = torch.equal(f.detach().float().cpu(), _STANDARD_FILTER)
-        _IS_STANDARD[f] = (f._version, answer)
-    return answer
+    derived = _derived(f)
+    if "standard" not in derived:
+        derived["standard"] = torch.equal(f.detach().float().cpu(), _STANDARD_FILTER)
+    return derived["standard"]
 
 
 def _fir_pooled(
@@ -215,8 +224,9 @@ def upfirdn2d(
     channels = x.shape[1]
     if torch.compiler.is_compiling():
         return upfirdn2d_pointwise(x, f * gain, up, down, (px0, px1, py0, py1), flip_filter)
-    matmul = _fir_impl == "matmul" or (_fir_impl == "auto" and x.is_cuda)
-    if (matmul or _fir_impl == "pool") and _is_standard_filter(f):  # symmetric: any flip
+    impl = _impl["FIR"]
+    matmul = impl == "matmul" or (impl == "auto" and x.is_cuda)
+    if (matmul or impl == "pool") and _is_standard_filter(f):  # symmetric: any flip
         if matmul:
             return _fir_matmul(x, up, down, (px0, px1, py0, py1), gain)
         y = _fir_pooled(x, up, down, (px0, px1, py0, py1), gain)
@@ -388,26 +398,16 @@ def _conv(
 # How conv2d_resample does the strided transposed convolution of its upsampling case:
 # "transpose" (F.conv_transpose2d) or "subpixel" (stride² stride-1 convolutions on the input, one per
 # output phase, interleaved). The same numbers; which is faster depends on the device and layout.
-_UPSAMPLE_IMPLS = ("transpose", "subpixel")
-_upsample_impl = "transpose"
 
 
 def upsample_impl() -> str:
     """The current way of doing the upsampling convolution: ``transpose`` or ``subpixel``."""
-    return _upsample_impl
+    return _impl["upsample"]
 
 
-@contextlib.contextmanager
-def use_upsample_impl(impl: str) -> Iterator[None]:
+def use_upsample_impl(impl: str) -> contextlib.AbstractContextManager[None]:
     """Within the block, :func:`conv2d_resample` upsamples with ``impl`` (``transpose`` | ``subpixel``)."""
-    global _upsample_impl
-    if impl not in _UPSAMPLE_IMPLS:
-        raise ValueError(f"upsample impl must be one of {_UPSAMPLE_IMPLS}, not {impl!r}")
-    previous, _upsample_impl = _upsample_impl, impl
-    try:
-        yield
-    finally:
-        _upsample_impl = previous
+    return _use_impl("upsample", impl)
 
 
 def _phase_taps(size: int, kernel: int, stride: int, padding: int, phase: int) -> tuple:
@@ -531,7 +531,7 @@ def conv2d_resample(
         py0, py1 = py0 - (kh - 1), py1 - (kh - up)
         pxt, pyt = max(min(-px0, -px1), 0), max(min(-py0, -py1), 0)
         # conv_transpose2d applies its kernel as a convolution, the opposite of conv2d.
-        if _upsample_impl == "subpixel":
+        if _impl["upsample"] == "subpixel":
             if flip_weight:  # conv_transpose2d applies its kernel flipped relative to conv2d
                 w = w.flip([2, 3])
             x = conv_transpose2d_subpixel(x, w, stride=up, padding=(pyt, pxt), groups=groups)
