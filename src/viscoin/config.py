@@ -131,9 +131,11 @@ class GanConfig:
     compile: bool = False
     compile_mode: str = "default"  # default | max-autotune-no-cudagraphs (no CUDA graphs here)
     # each training phase (forward, backward, gradient clean-up) captured once as a CUDA graph and
-    # replayed: no per-kernel launch cost, which bounds small networks (one CUDA process; not with
-    # compile; ignored on the CPU)
-    cuda_graphs: bool = False
+    # replayed: no per-kernel launch cost, which bounds small networks. auto: on exactly when the
+    # device is CUDA, in one process (not under torchrun), with torch >= 2.5 and compile off; true:
+    # asked for (refused with compile, under torchrun and before torch 2.5; a warning on the CPU);
+    # false: never
+    cuda_graphs: bool | str = "auto"
     # transfer learning: G, D and G_ema start from an official StyleGAN2-ADA pickle, a viscoin
     # generator file or a `train gan` run directory; the architecture fields above are then
     # replaced by the source's (see viscoin.train.gan_init)
@@ -489,7 +491,10 @@ def _check_gan(c: GanConfig, p: list) -> None:
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
     if c.compile_mode not in GAN_COMPILE_MODES:
         p.append(("gan.compile_mode", c.compile_mode, " or ".join(GAN_COMPILE_MODES)))
-    if c.cuda_graphs and c.compile:
+    # YAML's true/false (what the configs saved before 'auto' hold) or the string auto
+    if not (isinstance(c.cuda_graphs, bool) or c.cuda_graphs == "auto"):
+        p.append(("gan.cuda_graphs", c.cuda_graphs, "auto, true or false"))
+    elif c.cuda_graphs is True and c.compile:
         p.append(("gan.cuda_graphs", c.cuda_graphs, "false with gan.compile=true (choose one)"))
     if c.d_architecture not in D_ARCHITECTURES:
         p.append(("gan.d_architecture", c.d_architecture, " or ".join(D_ARCHITECTURES)))

@@ -86,7 +86,12 @@ from viscoin.train.gan_init import (
     load_init_source,
 )
 from viscoin.train.gan_quality import QualityMonitor, check_quality_config
-from viscoin.train.graphs import PhaseGraph, phase_gradients
+from viscoin.train.graphs import (
+    PhaseGraph,
+    graphs_unavailable,
+    phase_gradients,
+    resolve_cuda_graphs,
+)
 from viscoin.utils.checkpoint import (
     checkpoint_step,
     load_state,
@@ -253,15 +258,9 @@ class GanLoss:
     def use_cuda_graphs(self) -> None:
         """Run each phase as a CUDA graph (:class:`PhaseGraph`) from its fourth call on; one CUDA
         process only (the phases of several all-reduce inside)."""
-        if self.world > 1:
-            raise UserError(
-                "gan.cuda_graphs works in one process; under torchrun set gan.cuda_graphs=false."
-            )
-        if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
-            raise UserError(
-                f"gan.cuda_graphs needs torch >= 2.5 (this is {torch.__version__}): "
-                "upgrade torch or set gan.cuda_graphs=false."
-            )
+        reason = graphs_unavailable(self.world)
+        if reason is not None:
+            raise UserError(reason)
         s, augment = self.s, [self.augment_generator] if self.s.augment_pipe is not None else []
         self.graph_safe = True
         self.graphs = {
@@ -944,9 +943,9 @@ def _train(
     )
     grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g, seed=cfg.run.seed, dist=dist)
-    if g.cuda_graphs and device.type == "cuda":
+    if resolve_cuda_graphs(g.cuda_graphs, device, dist.world, g.compile):
         loss.use_cuda_graphs()
-    elif g.cuda_graphs and main:
+    elif g.cuda_graphs is True and main:  # asked for explicitly, on another device than CUDA
         warnings.warn(
             UserNotice(f"gan.cuda_graphs needs a CUDA device: training on {device} without them"),
             stacklevel=2,

@@ -1,5 +1,9 @@
 """CUDA graphs of whole training phases (``gan.cuda_graphs``).
 
+``gan.cuda_graphs=auto`` (the default) uses them wherever they work: in one CUDA process, on
+torch >= 2.5, without ``gan.compile`` (:func:`resolve_cuda_graphs`); ``true`` asks for them and
+says why when they cannot run, ``false`` never uses them.
+
 A small network trains launch-bound: at 32 px a StyleGAN2 step is thousands of kernels of a few
 microseconds each, and the host spends longer issuing them than the GPU running them. A
 :class:`PhaseGraph` records one phase of a step (forward, backward and the gradient clean-up)
@@ -23,11 +27,53 @@ from typing import Any
 import torch
 from torch import nn
 
+from viscoin.errors import UserError
 from viscoin.train.distributed import DistInfo, average_gradients
 
 # Eager calls before the capture: cuDNN picks its algorithms and the allocator settles, on a side
 # stream as PyTorch's capture recipe asks.
 WARMUP_CALLS = 3
+
+
+def graphs_supported() -> bool:
+    """Whether this torch can capture the phases: torch >= 2.5, whose CUDA graphs also replay the
+    draws of other generators than the default one (``CUDAGraph.register_generator_state``)."""
+    return hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+
+
+def graphs_unavailable(world_size: int) -> str | None:
+    """Why the phases cannot run as CUDA graphs here, as a user message; None when they can
+    (besides a CUDA device): several processes all-reduce inside the phases, and an older torch
+    cannot replay the augmentation's generator."""
+    if world_size > 1:
+        return "gan.cuda_graphs works in one process; under torchrun set gan.cuda_graphs=false."
+    if not graphs_supported():
+        return (
+            f"gan.cuda_graphs needs torch >= 2.5 (this is {torch.__version__}): "
+            "upgrade torch or set gan.cuda_graphs=false."
+        )
+    return None
+
+
+def resolve_cuda_graphs(
+    setting: bool | str, device: torch.device, world_size: int, compile: bool
+) -> bool:
+    """Whether the GAN's phases run as CUDA graphs, from ``gan.cuda_graphs`` (``setting``).
+
+    ``"auto"``: exactly when ``device`` is CUDA, ``world_size`` is 1, torch is at least 2.5 and
+    ``compile`` (``gan.compile``) is off; otherwise eager, silently. ``False``: never. ``True``:
+    on a CUDA device, or a :class:`UserError` saying why they cannot run (several processes, an
+    older torch); False on another device (the caller says so). The config's validation refuses
+    ``True`` with ``compile``.
+    """
+    if setting == "auto":
+        return device.type == "cuda" and not compile and graphs_unavailable(world_size) is None
+    if setting is not True or device.type != "cuda":
+        return False
+    reason = graphs_unavailable(world_size)
+    if reason is not None:
+        raise UserError(reason)
+    return True
 
 
 def clean_gradients(parameters: Any) -> None:
