@@ -36,8 +36,9 @@ case "$phase" in
       --variants bf16+compile+regional bf16+subpx+compile+regional bf16+subpx+graphs+regional 2>&1 | tee "$OUT/regional8.txt"
     step --batch 64 --steps 5 --warmup 2 --no-flops --json "$OUT/regional64.json" \
       --variants bf16+subpx+compile+regional 2>&1 | tee "$OUT/regional64.txt" ;;
-  restart)  # warm-up (compile) of a first and a second start sharing one compile cache (warmup_s)
-    cache=$(mktemp -d)
+  restart)  # warm-up (compile) of a first and a second start sharing one compile cache (warmup_s);
+    # COMPILE_CACHE names that cache (default: a new one), so that later phases can start warm
+    cache=${COMPILE_CACHE:-$(mktemp -d)}
     for start in 1 2; do
       TORCHINDUCTOR_CACHE_DIR=$cache step --batch 8 --steps 3 --warmup 1 --no-flops \
         --json "$OUT/restart$start.json" --variants bf16+compile 2>&1 | tee "$OUT/restart$start.txt"
