@@ -74,12 +74,12 @@ case "$phase" in
     GAN_EXTRA="$narrow" bash benchmarks/real_digits.sh runs/rd-narrow "${MINUTES:-8}" 2>&1 \
       | tee "$OUT/digits-narrow.txt"
     digits_results runs/rd-narrow digits-narrow ;;
-  digits-long)  # digits-narrow at z/w 128 with gan.cuda_graphs, continued over calls: a call starts from
+  digits-long)  # gan.preset=small (digits-narrow at z/w 128) with CUDA graphs, continued over calls: a call starts from
     # the parts of the previous call's run in _dr/ (carry _dr) and leaves its own in $OUT/part-*
     run=runs/rd-long
     mkdir -p runs
     if ls _dr/part-* >/dev/null 2>&1; then cat _dr/part-* | tar xzf - -C runs; fi
-    GAN_EXTRA="$narrow --set gan.z_dim=128 --set gan.w_dim=128 --set gan.cuda_graphs=true" \
+    GAN_EXTRA="--set gan.preset=small --set gan.cuda_graphs=true" \
       bash benchmarks/real_digits.sh "$run" "${MINUTES:-8}" 2>&1 | tee "$OUT/digits-long.txt" || true
     digits_results "$run" digits-long
     tar czf - -C runs rd-long/digits-gan/config.yaml rd-long/digits-gan/metrics.jsonl \

@@ -140,6 +140,25 @@ def test_gan_presets_are_train_py_configurations(name):
     assert load_config(None, [f"gan.preset={name}", "gan.batch_size=8"]).gan.batch_size == 8
 
 
+# The gan section of the digits run that 'small' is (BENCHMARKS.md, "A generator of real digits":
+# 'auto' at 32 px with these values set by hand), as its config.yaml recorded it.
+DIGITS_RUN_GAN = dict(
+    resolution=32, z_dim=128, w_dim=128, mapping_layers=2, channel_base=4096, channel_max=128,
+    batch_size=256, lr=0.0025, betas=(0.0, 0.99), r1_gamma=0.1, r1_interval=16, pl_weight=2.0,
+    pl_interval=4, ema_kimg=10.0, ema_rampup=0.05, style_mixing=0.9, mbstd_group_size=4,
+    d_architecture="resnet",
+)  # fmt: skip
+
+
+def test_gan_preset_small_is_the_measured_digits_recipe():
+    g = load_config(None, ["gan.preset=small", "gan.resolution=32"]).gan
+    assert {k: getattr(g, k) for k in DIGITS_RUN_GAN} == DIGITS_RUN_GAN
+    assert g.preset == "small"
+    # other resolutions: auto's formulas for what small does not set, explicit values still win
+    g = load_config(None, ["gan.preset=small", "gan.resolution=64", "gan.batch_size=128"]).gan
+    assert (g.batch_size, g.channel_base, g.z_dim, g.mapping_layers) == (128, 4096, 128, 2)
+
+
 def test_gan_d_architecture_builds_that_discriminator():
     from viscoin.models.stylegan2.synthesis import ARCHITECTURES
     from viscoin.train.gan import build_networks

@@ -88,7 +88,8 @@ class GanConfig:
 
     # StyleGAN2-ADA's `--cfg` values (see gan_preset_settings): auto (batch, minibatch-std group,
     # channel base, lr, R1 γ, EMA and mapping depth derived from the resolution), paper256,
-    # paper512, paper1024, stylegan2 or cifar; values set in the YAML file or with --set still
+    # paper512, paper1024, stylegan2 or cifar; or small (auto with a narrow network at batch 256,
+    # for a few thousand low-resolution images); values set in the YAML file or with --set still
     # win. none: the values below.
     preset: str = "none"
     resolution: int = 256
@@ -265,7 +266,15 @@ STYLEGAN2_ADA_CONFIGS: dict[str, dict[str, Any]] = {
     "paper1024": dict(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
     "cifar": dict(mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
 }
-GAN_PRESETS = ("auto", *STYLEGAN2_ADA_CONFIGS)
+# 'small': 'auto' with a narrow network (channel base 4096, at most 128 channels, z and w of 128)
+# at batch 256 and R1 γ = 0.1, its EMA that of 'auto' at batch 32 (10 kimg). Measured on 4 000
+# handwritten digits at 32 px, where 'auto' itself collapses: every class covered and a Fréchet
+# distance 4× that of two real splits after 1 267 kimg (7.3 minutes on one H200).
+SMALL_DATA_SETTINGS: dict[str, Any] = dict(
+    batch_size=256, channel_base=4096, channel_max=128, z_dim=128, w_dim=128, r1_gamma=0.1,
+    ema_kimg=10.0,
+)  # fmt: skip
+GAN_PRESETS = ("auto", "small", *STYLEGAN2_ADA_CONFIGS)
 D_ARCHITECTURES = ("resnet", "orig", "skip")
 # The GAN's phases reuse one compiled module's outputs across calls, which CUDA graphs overwrite.
 GAN_COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
@@ -307,11 +316,15 @@ def gan_preset_settings(name: str, resolution: int, gpus: int = 1) -> dict[str, 
     lr, R1 γ, EMA and mapping depth from train.py's table (:data:`STYLEGAN2_ADA_CONFIGS`), with
     its loss's defaults (path length of weight 2 every 4 steps, style mixing 0.9); ``cifar`` also
     turns path length and style mixing off and uses the ``orig`` discriminator, as train.py does.
-    ``paper256`` is the configuration of StyleGAN2-ADA's 256 px results. The batch is the global
-    one (train.py's ``--batch``), whatever the number of GPUs.
+    ``paper256`` is the configuration of StyleGAN2-ADA's 256 px results. ``small`` is not
+    train.py's: ``auto`` with :data:`SMALL_DATA_SETTINGS` over it (a narrow network at batch 256,
+    for a few thousand images at low resolution). The batch is the global one (train.py's
+    ``--batch``), whatever the number of GPUs.
     """
     if name == "auto":
         return auto_gan_settings(resolution, gpus)
+    if name == "small":
+        return {**auto_gan_settings(resolution, gpus), **SMALL_DATA_SETTINGS}
     spec = STYLEGAN2_ADA_CONFIGS[name]
     cifar = name == "cifar"
     return {
@@ -364,9 +377,9 @@ def load_config(
         config = apply_overrides(from_dict(raw, source=source, base=base), overrides, check=False)
     elif config.gan.preset != "none":
         raise UserError(
-            f"unknown gan.preset={config.gan.preset!r}: use one of StyleGAN2-ADA's configurations "
-            f"({', '.join(GAN_PRESETS)}; auto derives its values from the resolution) or 'none' "
-            "(the values as set)."
+            f"unknown gan.preset={config.gan.preset!r}: use one of {', '.join(GAN_PRESETS)} "
+            "(StyleGAN2-ADA's configurations; auto derives its values from the resolution, small "
+            "is auto with a narrow network at batch 256) or 'none' (the values as set)."
         )
     validate(config)
     return config
