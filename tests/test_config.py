@@ -68,7 +68,7 @@ def test_overrides_are_typed():
         ("viscoin.nope=1", "unknown field 'viscoin.nope'"),
         ("bogus.x=1", "unknown config section 'bogus'"),
         ("data.resolution=big", "data.resolution must be of type int"),
-        ("viscoin.compile=maybe", "viscoin.compile must be of type bool"),
+        ("viscoin.channels_last=maybe", "viscoin.channels_last must be of type bool"),
         ("noequals", "must look like section.field=value"),
     ],
 )

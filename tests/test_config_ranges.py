@@ -15,7 +15,7 @@ BAD = [
     "viscoin.eval_every=-1", "viscoin.checkpoint_every=-5", "viscoin.grad_accum=16",
     "gan.r1_interval=0", "gan.pl_interval=-1", "gan.ada_interval=0", "gan.snapshot_every=0",
     "gan.mbstd_group_size=0", "gan.compile_mode=fast", "gan.d_architecture=unet",
-    "gan.cuda_graphs=maybe",
+    "gan.cuda_graphs=maybe", "viscoin.amp=fp16", "viscoin.compile=maybe",
 ]  # fmt: skip
 
 

@@ -191,9 +191,15 @@ class ViscoinConfig:
     decay_every: int = 1000
     decay_factor: float = 0.8
     grad_accum: int = 1
-    amp: str = "none"  # none | bf16 (autocast, synthesis network in bf16)
+    # the step's precision. auto: bf16 when the device is a CUDA GPU that computes in bf16
+    # natively (compute capability 8.0 or later), else none; none: float32; bf16: autocast with the
+    # synthesis network in bf16, on any device
+    amp: str = "auto"
     channels_last: bool = False  # NHWC memory format for f, G's synthesis and LPIPS
-    compile: bool = False  # torch.compile the step's sampling and losses (CUDA only)
+    # torch.compile the step's sampling and losses, on CUDA only (elsewhere the step stays eager,
+    # silently). auto: on exactly when the device is CUDA and Triton is installed; true: on CUDA;
+    # false: never. Compiling takes a few minutes before the first step, cached in compile-cache/
+    compile: bool | str = "auto"
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     # whole: the step's losses and sampling as two graphs; regional: each repeated block of f, G
     # and LPIPS compiled on its own, the glue between blocks eager (BENCHMARKS.md compares them)
@@ -278,6 +284,8 @@ GAN_PRESETS = ("auto", "small", *STYLEGAN2_ADA_CONFIGS)
 D_ARCHITECTURES = ("resnet", "orig", "skip")
 # The GAN's phases reuse one compiled module's outputs across calls, which CUDA graphs overwrite.
 GAN_COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+# viscoin.amp: auto, or one of viscoin.train.step.AMP_MODES
+VISCOIN_AMP_SETTINGS = ("auto", "none", "bf16")
 
 
 def auto_gan_settings(resolution: int, gpus: int = 1) -> dict[str, Any]:
@@ -541,6 +549,11 @@ def _check_viscoin(c: ViscoinConfig, p: list) -> None:
         p.append(
             ("viscoin.grad_accum", c.grad_accum, f"at most viscoin.real_batch ({c.real_batch})")
         )
+    if c.amp not in VISCOIN_AMP_SETTINGS:
+        p.append(("viscoin.amp", c.amp, "auto, none or bf16"))
+    # YAML's true/false (what the configs saved before 'auto' hold) or the string auto
+    if not (isinstance(c.compile, bool) or c.compile == "auto"):
+        p.append(("viscoin.compile", c.compile, "auto, true or false"))
 
 
 def validate(config: Config) -> None:

@@ -298,8 +298,11 @@ def train_viscoin_cmd(
         if note and dist.is_main:  # once the resumed state and log have loaded
             typer.echo(note, err=True)
         if dist.is_main:
+            step = trainer.compute.options  # viscoin.amp and viscoin.compile resolved
+            wait = ": a few minutes of compiling first" if step.compile != "none" else ""
             typer.echo(
-                f"run directory: {run.path}  (device {dist.device}, {dist.world} process(es))"
+                f"run directory: {run.path}  (device {dist.device}, {dist.world} process(es), "
+                f"step {step.describe()}{wait})"
             )
         result = trainer.fit(progress=not quiet)
         if dist.is_main:

@@ -15,21 +15,30 @@ are computed, not which numbers:
   eagerly: blocks of the same code and shapes share one compiled graph, which bounds what is
   traced by the distinct blocks rather than the whole step.
 
+The trainer takes them from the config through :func:`resolve_speed_options`: by default
+(``viscoin.amp=auto``, ``viscoin.compile=auto``) bf16 and ``torch.compile`` on a CUDA GPU that
+supports them, float32 and eager elsewhere.
+
 The reconstruction path always uses the unfused modulated convolution (scale the activations
 around one shared convolution): it is the cheaper one when gradients flow back through G.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from viscoin.errors import UserError
+
+if TYPE_CHECKING:
+    from viscoin.config import ViscoinConfig
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_SCOPES = ("whole", "regional")
@@ -58,7 +67,56 @@ class SpeedOptions:
 
     @property
     def dtype(self) -> torch.dtype | None:
+        """The autocast dtype: bfloat16 with ``amp="bf16"``, else None (float32)."""
         return torch.bfloat16 if self.amp == "bf16" else None
+
+    def describe(self) -> str:
+        """The options in a few words, e.g. ``fp32 eager`` or ``bf16 + torch.compile (default)``."""
+        parts = ["bf16" if self.amp == "bf16" else "fp32"]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile == "none":
+            return " + ".join(parts) + " eager"
+        scope = ", regional" if self.compile_scope == "regional" else ""
+        return " + ".join([*parts, f"torch.compile ({self.compile}{scope})"])
+
+
+def bf16_supported() -> bool:
+    """Whether the current CUDA device computes in bfloat16 natively (compute capability 8.0 or
+    later, or ROCm). Older GPUs only emulate it: slowly, and without cuDNN's bf16 convolutions."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument counts native support only
+        return torch.cuda.is_bf16_supported()
+
+
+def compile_supported() -> bool:
+    """Whether ``torch.compile`` can build GPU kernels here: Inductor writes them in Triton, which
+    not every CUDA build of torch installs."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def resolve_speed_options(v: ViscoinConfig, device: torch.device) -> SpeedOptions:
+    """The step's speed options for the config ``v`` on ``device``: ``auto`` resolved.
+
+    ``viscoin.amp``: ``"auto"`` is ``bf16`` when ``device`` is CUDA and :func:`bf16_supported`,
+    else ``none``; ``none`` and ``bf16`` as given (``bf16`` on the CPU too). ``viscoin.compile``:
+    ``"auto"`` compiles in ``viscoin.compile_mode`` exactly when ``device`` is CUDA and
+    :func:`compile_supported`; ``True`` compiles on CUDA; elsewhere, and with ``False``, the step
+    is eager, without a word. Needs no GPU: ``device`` is only read for its type. The config keeps
+    ``auto``: the run's ``config.yaml`` records what was asked, these options what ran.
+    """
+    cuda = device.type == "cuda"
+    amp = v.amp
+    if amp == "auto":
+        amp = "bf16" if cuda and bf16_supported() else "none"
+    compiled = cuda and (compile_supported() if v.compile == "auto" else v.compile is True)
+    return SpeedOptions(
+        amp=amp,
+        channels_last=v.channels_last,
+        compile=v.compile_mode if compiled else "none",
+        compile_scope=v.compile_scope,
+    )
 
 
 class StepCompute:

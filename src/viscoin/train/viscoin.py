@@ -50,7 +50,12 @@ from viscoin.train.sampling import (
     noise_images,
     step_generator,
 )
-from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers, to_device
+from viscoin.train.step import (
+    StepCompute,
+    make_optimizers,
+    resolve_speed_options,
+    to_device,
+)
 from viscoin.utils.checkpoint import (
     checkpoint_step,
     load_checkpoint,
@@ -302,19 +307,15 @@ class ViscoinTrainer:
             self.forward_core = nn.parallel.DistributedDataParallel(
                 self.core, device_ids=[device.index] if device.type == "cuda" else None
             )
-        speed = SpeedOptions(
-            amp=v.amp,
-            channels_last=v.channels_last,
-            compile=v.compile_mode if v.compile and device.type == "cuda" else "none",
-            compile_scope=v.compile_scope,
-        )
+        # viscoin.amp and viscoin.compile resolved (auto: bf16 and compiled on a capable GPU);
+        # everything after reads self.compute.options, never the config's settings
         self.compute = StepCompute(
             self.classifier,
             self.forward_core,
             self.generator,
             self.lpips,
             self.weights,
-            speed,
+            resolve_speed_options(v, device),
             device,
         )
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
@@ -563,7 +564,7 @@ class ViscoinTrainer:
                 self.lpips,
                 max_batches=self.cfg.viscoin.eval_batches if max_batches is None else max_batches,
                 device=self.device,
-                autocast_dtype=torch.bfloat16 if self.cfg.viscoin.amp == "bf16" else None,
+                autocast_dtype=self.compute.options.dtype,  # the step's precision
             )
 
     def fit(self, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
