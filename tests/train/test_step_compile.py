@@ -121,3 +121,12 @@ def test_regional_compilation_trains_what_the_eager_step_does(monkeypatch):
 def test_a_bad_compile_scope_is_named():
     with pytest.raises(UserError, match="viscoin.compile_scope must be one of whole, regional"):
         SpeedOptions(compile="default", compile_scope="blocks")
+
+
+def test_the_whole_step_compiles_with_static_shapes(monkeypatch):
+    # the training batches have one size: a dynamic-shape graph would only compile more slowly
+    f, G, core, _ = parts()
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)
+    StepCompute(f, core, G, None, LossWeights(), SpeedOptions(compile="default"), CPU)
+    assert calls == [{"mode": "default", "dynamic": False}] * 2

@@ -151,8 +151,10 @@ class StepCompute:
         self.cudagraphs = options.compile in ("reduce-overhead", "max-autotune")
         self.regions: list[nn.Module] = []
         if options.compile != "none" and options.compile_scope == "whole":
-            self._losses = torch.compile(self._loss_terms, mode=options.compile)
-            self._sample = torch.compile(self._sample_images, mode=options.compile)
+            # static shapes: the training batches all have one size (drop_last), and a
+            # dynamic-shape graph would compile more slowly and run no faster
+            self._losses = torch.compile(self._loss_terms, mode=options.compile, dynamic=False)
+            self._sample = torch.compile(self._sample_images, mode=options.compile, dynamic=False)
         elif options.compile != "none":
             for net in (classifier, generator.synthesis, lpips):
                 if net is not None:
