@@ -197,8 +197,8 @@ class ViscoinConfig:
     amp: str = "auto"
     channels_last: bool = False  # NHWC memory format for f, G's synthesis and LPIPS
     # torch.compile the step's sampling and losses, on CUDA only (elsewhere the step stays eager,
-    # silently). auto: on exactly when the device is CUDA and Triton is installed; true: on CUDA;
-    # false: never. Compiling takes a few minutes before the first step, cached in compile-cache/
+    # silently). auto: on exactly when the device is CUDA, Triton is installed and the run is one
+    # process (not torchrun); true: on CUDA, under torchrun too; false: never. Compiling takes a few minutes before the first step, cached in compile-cache/
     compile: bool | str = "auto"
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     # whole: the step's losses and sampling as two graphs; regional: each repeated block of f, G

@@ -90,6 +90,14 @@ def test_auto_compile_is_on_exactly_on_cuda_with_triton(device, triton, expected
     assert options(device, compile="auto").compile == expected
 
 
+def test_auto_compile_stays_eager_under_torchrun_and_true_still_compiles(gpu):
+    v = ViscoinConfig()
+    assert resolve_speed_options(v, CUDA, world_size=1).compile == "default"
+    assert resolve_speed_options(v, CUDA, world_size=2) == SpeedOptions("bf16", False, "none")
+    asked = ViscoinConfig(compile=True)
+    assert resolve_speed_options(asked, CUDA, world_size=2).compile == "default"
+
+
 def test_compile_true_compiles_on_cuda_and_is_ignored_elsewhere(gpu):
     gpu(triton=False)  # asked for: not second-guessed (torch says what is missing)
     assert options(CUDA, compile=True).compile == "default"
@@ -292,15 +300,15 @@ def test_the_trainer_runs_the_resolved_options_not_the_settings(
     resolved bf16 and compiled step, and the compiled graphs are cached in the run."""
     asked = []
 
-    def resolve(v, device):
-        asked.append((v.amp, v.compile, device))
+    def resolve(v, device, world_size):
+        asked.append((v.amp, v.compile, device, world_size))
         return SpeedOptions("bf16", False, "default")
 
     monkeypatch.setattr(vt, "resolve_speed_options", resolve)
     monkeypatch.setattr(torch, "compile", lambda fn, **options: fn)  # nothing to build
     proc = train_viscoin(models, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert asked == [("auto", "auto", CPU)]
+    assert asked == [("auto", "auto", CPU, 1)]
     assert recorded["options"] == [SpeedOptions("bf16", False, "default")]
     assert recorded["autocast"] == [torch.bfloat16]
     assert "step bf16 + torch.compile (default): a few minutes of compiling first)" in proc.stdout

@@ -17,7 +17,7 @@ are computed, not which numbers:
 
 The trainer takes them from the config through :func:`resolve_speed_options`: by default
 (``viscoin.amp=auto``, ``viscoin.compile=auto``) bf16 and ``torch.compile`` on a CUDA GPU that
-supports them, float32 and eager elsewhere.
+supports them (compiled in one process only), float32 and eager elsewhere.
 
 The reconstruction path always uses the unfused modulated convolution (scale the activations
 around one shared convolution): it is the cheaper one when gradients flow back through G.
@@ -96,13 +96,17 @@ def compile_supported() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def resolve_speed_options(v: ViscoinConfig, device: torch.device) -> SpeedOptions:
+def resolve_speed_options(
+    v: ViscoinConfig, device: torch.device, world_size: int = 1
+) -> SpeedOptions:
     """The step's speed options for the config ``v`` on ``device``: ``auto`` resolved.
 
     ``viscoin.amp``: ``"auto"`` is ``bf16`` when ``device`` is CUDA and :func:`bf16_supported`,
     else ``none``; ``none`` and ``bf16`` as given (``bf16`` on the CPU too). ``viscoin.compile``:
-    ``"auto"`` compiles in ``viscoin.compile_mode`` exactly when ``device`` is CUDA and
-    :func:`compile_supported`; ``True`` compiles on CUDA; elsewhere, and with ``False``, the step
+    ``"auto"`` compiles in ``viscoin.compile_mode`` exactly when ``device`` is CUDA,
+    :func:`compile_supported` and the run is one process (``world_size`` 1: the compiled step with
+    DistributedDataParallel and the global batch norm's collectives is not measured); ``True``
+    compiles on CUDA, under torchrun too; elsewhere, and with ``False``, the step
     is eager, without a word. Needs no GPU: ``device`` is only read for its type. The config keeps
     ``auto``: the run's ``config.yaml`` records what was asked, these options what ran.
     """
@@ -110,7 +114,10 @@ def resolve_speed_options(v: ViscoinConfig, device: torch.device) -> SpeedOption
     amp = v.amp
     if amp == "auto":
         amp = "bf16" if cuda and bf16_supported() else "none"
-    compiled = cuda and (compile_supported() if v.compile == "auto" else v.compile is True)
+    if v.compile == "auto":
+        compiled = cuda and world_size == 1 and compile_supported()
+    else:
+        compiled = cuda and v.compile is True
     return SpeedOptions(
         amp=amp,
         channels_last=v.channels_last,

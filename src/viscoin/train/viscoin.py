@@ -315,7 +315,7 @@ class ViscoinTrainer:
             self.generator,
             self.lpips,
             self.weights,
-            resolve_speed_options(v, device),
+            resolve_speed_options(v, device, dist.world),
             device,
         )
         self.logger = MetricsLogger(run.metrics, enabled=dist.is_main)
