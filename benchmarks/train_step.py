@@ -256,6 +256,17 @@ def matmul_peak(device: torch.device, n: int = 8192, iters: int = 50) -> float:
     return 2 * n**3 * iters / (time.perf_counter() - t0) / 1e12
 
 
+_TORCH_COMPILE = torch.compile
+BACKEND_COMPILED: list[str] = []  # what compile_with_backend compiled
+
+
+def compile_with_backend(backend: str, fn, mode: str | None = None, dynamic=None, **kwargs):
+    """``torch.compile`` with another backend than Inductor (``--compile-backend``): the mode
+    (Inductor's) is dropped, the rest kept."""
+    BACKEND_COMPILED.append(getattr(fn, "__name__", type(fn).__name__))
+    return _TORCH_COMPILE(fn, backend=backend, dynamic=dynamic, **kwargs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,7 +282,15 @@ def main() -> None:
     parser.add_argument("--curve", type=int, default=0, help="record the losses of N steps")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", type=Path, help="profile 3 steps of each run into this folder")
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend of the compiled variants: inductor (what the trainer uses), or "
+        "eager / aot_eager to time the warm-up's tracing alone (Dynamo; Dynamo + AOTAutograd)",
+    )
     args = parser.parse_args()
+    if args.compile_backend != "inductor":
+        torch.compile = functools.partial(compile_with_backend, args.compile_backend)
     for v in args.variants:
         parse_variant(v)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
@@ -284,6 +303,7 @@ def main() -> None:
     info = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
+        "compile_backend": args.compile_backend,
     }
     if device.type == "cuda":
         info["bf16_matmul_tflops"] = matmul_peak(device)
@@ -293,6 +313,8 @@ def main() -> None:
     out: dict = {"info": info, "results": [], "curves": {}}
 
     def save() -> None:
+        if args.compile_backend != "inductor":  # the functions compiled with it so far
+            info["compiled_with_backend"] = len(BACKEND_COMPILED)
         if args.json:
             args.json.write_text(json.dumps(out, indent=1))
 

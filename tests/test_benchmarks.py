@@ -34,6 +34,21 @@ def test_train_step_tiny(tmp_path):
         assert {"sample G", "synthesis", "backward", "optimiser"} <= set(r["parts_ms"])
 
 
+def test_train_step_times_the_tracing_with_another_compile_backend(tmp_path):
+    # Dynamo + AOTAutograd without code generation: seconds on the tiny models (Inductor's C++
+    # code generation there takes minutes)
+    out = tmp_path / "trace.json"
+    _run(
+        "benchmarks/train_step.py", "--tiny", "--no-flops", "--no-lpips", "--variants",
+        "fp32+compile", "--compile-backend", "aot_eager", "--json", str(out),
+    )  # fmt: skip
+    data = json.loads(out.read_text())
+    assert data["info"]["compile_backend"] == "aot_eager"
+    assert data["info"]["compiled_with_backend"] == 2  # the losses and the sampling
+    (r,) = data["results"]
+    assert r["variant"] == "fp32+compile" and r["warmup_s"] > 0 and r["ms_per_iter"] > 0
+
+
 def test_train_step_curves_tiny(tmp_path):
     out = tmp_path / "curves.json"
     text = _run(
