@@ -51,7 +51,7 @@ case "$phase" in
       --variants bf16+compile bf16+cl+compile 2>&1 | tee "$OUT/profile.txt" ;;
   curves)
     step --batch 8 --curve 200 --no-flops --json "$OUT/curves.json" \
-      --variants fp32 bf16+compile 2>&1 | tee "$OUT/curves.txt" ;;
+      --variants fp32 fp32 bf16 bf16+compile 2>&1 | tee "$OUT/curves.txt" ;;  # fp32 twice: the null
   generator)
     timeout "${LIMIT:-560}" python3 benchmarks/generator.py --channel-base 32768 --iters 30 \
       --variants fp32 fp32+unfused bf16 bf16+unfused fp16 2>&1 | tee "$OUT/generator.txt" ;;

@@ -16,7 +16,11 @@ convolutions as stride-1 sub-pixel convolutions instead of transposed ones), ``r
 the whole step as one graph).
 
     python benchmarks/train_step.py --batch 8 64 --variants fp32 bf16+cl+compile     # on a GPU
-    python benchmarks/train_step.py --curve 200 --variants fp32 bf16+cl              # loss curves
+    python benchmarks/train_step.py --curve 200 --variants fp32 fp32 bf16+cl         # loss curves
+
+With ``--curve`` every variant is compared with the first, step by step (mean and largest relative
+difference of each loss); a variant named twice runs twice, so ``fp32 fp32`` puts the first
+variant's own run-to-run spread (nondeterministic kernels) beside the others: their null.
     python benchmarks/train_step.py --tiny                                          # CPU smoke run
 """
 
@@ -242,6 +246,23 @@ def loss_curve(args, variant: str, channel_base: int, device: torch.device) -> d
     return {k: torch.stack(v).float().cpu().tolist() for k, v in curve.items()}
 
 
+def compare_curves(curves: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict]]:
+    """Every curve against the first, per loss term: the mean and the largest relative difference
+    over the steps (|b − a| / |a|)."""
+    names = list(curves)
+    ref = curves[names[0]]
+    out: dict[str, dict[str, dict]] = {}
+    for name in names[1:]:
+        out[name] = {}
+        for term in ("total", "mse", "lpips", "ce_rec", "of"):
+            if term not in ref or term not in curves[name]:
+                continue
+            a, b = torch.tensor(ref[term]), torch.tensor(curves[name][term])
+            rel = (a - b).abs() / a.abs().clamp_min(1e-6)
+            out[name][term] = {"mean": rel.mean().item(), "max": rel.max().item()}
+    return out
+
+
 def matmul_peak(device: torch.device, n: int = 8192, iters: int = 50) -> float:
     """Measured bf16 matrix-multiply rate in TFLOP/s (the reference for the achieved fraction)."""
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -325,7 +346,11 @@ def main() -> None:
                     "subpixel" if "subpx" in variant.split("+") else "transpose"
                 ):
                     curve = loss_curve(args, variant, cb, device)
-                out["curves"][f"{variant} cb{cb}"] = curve
+                key, run = f"{variant} cb{cb}", 1
+                while key in out["curves"]:  # the same variant again: its run-to-run spread
+                    run += 1
+                    key = f"{variant} cb{cb} (run {run})"
+                out["curves"][key] = curve
                 print(
                     f"curve {variant}: total {curve['total'][0]:.4f} → {curve['total'][-1]:.4f}",
                     flush=True,
@@ -349,13 +374,14 @@ def main() -> None:
                     flush=True,
                 )
     if args.curve and len(out["curves"]) > 1:
-        names = list(out["curves"])
-        ref = out["curves"][names[0]]
-        for name in names[1:]:
-            for term in ("total", "mse", "ce_rec", "of"):
-                a, b = torch.tensor(ref[term]), torch.tensor(out["curves"][name][term])
-                rel = ((a - b).abs() / a.abs().clamp_min(1e-6)).max().item()
-                print(f"{name} vs {names[0]}: {term} max relative difference {rel:.4f}")
+        out["comparisons"] = compare_curves(out["curves"])
+        first = next(iter(out["curves"]))
+        for name, terms in out["comparisons"].items():
+            for term, d in terms.items():
+                print(
+                    f"{name} vs {first}: {term} relative difference mean {d['mean']:.4f}, "
+                    f"max relative difference {d['max']:.4f}"
+                )
     save()
 
 

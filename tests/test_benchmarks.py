@@ -62,12 +62,20 @@ def test_train_step_curves_tiny(tmp_path):
         "fp32",
         "bf16",
         "fp32+subpx",
+        "fp32",
         "--json",
         str(out),
     )
     assert "max relative difference" in text
-    curves = json.loads(out.read_text())["curves"]
+    data = json.loads(out.read_text())
+    curves = data["curves"]
     assert all(len(c["total"]) == 3 for c in curves.values())
+    # fp32 named twice runs twice: on the CPU the same weights and batches give the same losses
+    # (the null of the comparison), while bf16 differs
+    again = data["comparisons"]["fp32 cb32768 (run 2)"]
+    assert set(again) == {"total", "mse", "ce_rec", "of"}  # no LPIPS here
+    assert all(d["mean"] == d["max"] == 0.0 for d in again.values())
+    assert data["comparisons"]["bf16 cb32768"]["total"]["max"] > 0
     # sub-pixel upsampling computes the same step as the transposed convolution
     by_variant = {key.split()[0]: curve["total"] for key, curve in curves.items()}
     fp32, subpx = by_variant["fp32"], by_variant["fp32+subpx"]
