@@ -100,7 +100,7 @@ from viscoin.utils.checkpoint import (
     save_state,
     set_rng_state,
 )
-from viscoin.utils.device import compile_cache, seed_everything
+from viscoin.utils.device import compile_cache, out_of_memory_as_user_error, seed_everything
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 BEST_FILE = "generator-best.safetensors"  # G_ema at the lowest Fréchet distance measured
@@ -697,7 +697,18 @@ def train_gan(
     try:
         # compiled: torch.compile's caches in the run's compile-cache/, so that a resume with the
         # same shapes loads the graphs of the first start instead of compiling them again
-        with compile_cache(run.path / "compile-cache" if g.compile else None):
+        graphs = resolve_cuda_graphs(g.cuda_graphs, device, dist.world, g.compile)
+        advice = (
+            "--resume with --set gan.cuda_graphs=false (the CUDA graphs keep each phase's "
+            "memory), or start again with a lower gan.batch_size"
+            if graphs
+            else "start again with a lower gan.batch_size"
+        )
+        advice += f" (now {g.batch_size}); the snapshot on disk is untouched"
+        with (
+            compile_cache(run.path / "compile-cache" if g.compile else None),
+            out_of_memory_as_user_error(advice),
+        ):
             return _train(
                 cfg,
                 run,

@@ -64,7 +64,7 @@ from viscoin.utils.checkpoint import (
     save_state,
     set_rng_state,
 )
-from viscoin.utils.device import compile_cache
+from viscoin.utils.device import compile_cache, out_of_memory_as_user_error
 from viscoin.utils.runs import MetricsLogger, RunDir
 
 MODEL_FILE = "viscoin.safetensors"
@@ -574,7 +574,17 @@ class ViscoinTrainer:
         run with the same shapes loads the compiled graphs instead of compiling them again.
         """
         compiled = self.compute.options.compile != "none"
-        with compile_cache(self.run.path / "compile-cache" if compiled else None):
+        v = self.cfg.viscoin
+        bf16 = self.compute.options.amp == "bf16"
+        advice = (
+            ("" if bf16 else "--resume with --set viscoin.amp=bf16 (half the memory), or ")
+            + f"start again with lower viscoin.real_batch and viscoin.fake_batch (now "
+            f"{v.real_batch} and {v.fake_batch}); the checkpoint on disk is untouched"
+        )
+        with (
+            compile_cache(self.run.path / "compile-cache" if compiled else None),
+            out_of_memory_as_user_error(advice),
+        ):
             return self._fit(progress, stop_after)
 
     def _fit(self, progress: bool, stop_after: int | None) -> dict[str, Any]:

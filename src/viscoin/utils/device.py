@@ -89,3 +89,17 @@ def _default_inductor_cache() -> str:
         user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
     user = re.sub(r'[\\/:*?"<>|]', "_", user)
     return os.path.abspath(os.path.join(tempfile.gettempdir(), f"torchinductor_{user}"))
+
+
+@contextlib.contextmanager
+def out_of_memory_as_user_error(advice: str) -> Iterator[None]:
+    """Within the block, CUDA running out of memory becomes a :class:`UserError`: one line with
+    torch's own first line and ``advice`` (what to lower), instead of a traceback. Files written
+    before stay as they are (checkpoints are written atomically)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        first = (str(exc).strip().splitlines() or ["CUDA out of memory"])[0]
+        if len(first) > 160:
+            first = first[:157] + "..."
+        raise UserError(f"GPU out of memory ({first}): {advice}") from None
