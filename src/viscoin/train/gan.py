@@ -695,8 +695,6 @@ def train_gan(
     # tens of times slower; flushing them to zero changes nothing that matters here.
     flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        # compiled: torch.compile's caches in the run's compile-cache/, so that a resume with the
-        # same shapes loads the graphs of the first start instead of compiling them again
         graphs = resolve_cuda_graphs(g.cuda_graphs, device, dist.world, g.compile)
         advice = (
             "--resume with --set gan.cuda_graphs=false (the CUDA graphs keep each phase's "
@@ -705,6 +703,8 @@ def train_gan(
             else "start again with a lower gan.batch_size"
         )
         advice += f" (now {g.batch_size}); the snapshot on disk is untouched"
+        # compiled: torch.compile's caches in the run's compile-cache/, so that a resume with the
+        # same shapes loads the graphs of the first start instead of compiling them again
         with (
             compile_cache(run.path / "compile-cache" if g.compile else None),
             out_of_memory_as_user_error(advice),
@@ -721,6 +721,7 @@ def train_gan(
                 progress,
                 init,
                 started,
+                graphs,
             )
     finally:
         if flush_denormal:
@@ -922,6 +923,7 @@ def _train(
     progress: bool = True,
     init: InitSource | None = None,
     started: Callable[[], None] | None = None,
+    graphs: bool = False,
 ) -> dict[str, Any]:
     g = cfg.gan
     main = dist.is_main
@@ -954,7 +956,7 @@ def _train(
     )
     grid = _grid_inputs(state.G, cfg.run.seed, device)
     loss = GanLoss(state, g, seed=cfg.run.seed, dist=dist)
-    if resolve_cuda_graphs(g.cuda_graphs, device, dist.world, g.compile):
+    if graphs:  # resolve_cuda_graphs, by train_gan
         loss.use_cuda_graphs()
     elif g.cuda_graphs is True and main:  # asked for explicitly, on another device than CUDA
         warnings.warn(
