@@ -15,6 +15,8 @@ import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import viscoin.train.gan as vg
+from tests.train.test_gan import TINY
+from tests.train.test_gan_init import run_main
 from tests.train.test_gan_objective import tiny, tiny_state
 from tests.train.test_gan_stop import train_cli
 from viscoin.config import Config, load_config, resume_differences
@@ -312,3 +314,16 @@ def test_cuda_graphs_on_the_cpu_trains_without_them_and_says_so(tmp_path, capsys
     assert code == 0, err
     assert "warning: gan.cuda_graphs needs a CUDA device: training on cpu without them" in err
     assert (tmp_path / "graphs" / "checkpoints" / "generator.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("sets", "loop"), [((), "eager"), (("gan.compile=true",), "torch.compile")]
+)
+def test_the_start_line_names_the_training_loop(sets, loop, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)  # nothing to build
+    data = ["data.resolution=16", "data.options.n_train=8", "gan.kimg=0.008", *sets]
+    args = ["train", "gan", "--config", "shapes", *(f"--set={s}" for s in TINY + data)]
+    code = run_main(*args, "--device", "cpu", "--quiet", "--runs-dir", str(tmp_path), "--name", "s")
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"run directory: {tmp_path / 's'}  (8 images, device cpu, 1 process(es), {loop})" in out

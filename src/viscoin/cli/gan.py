@@ -199,6 +199,7 @@ def _train_gan(
         check_init_resolution,
         load_init_source,
     )
+    from viscoin.train.graphs import resolve_cuda_graphs
     from viscoin.utils.runs import RunDir, new_run
 
     source = None
@@ -224,6 +225,14 @@ def _train_gan(
             cfg.save(run.config)
         run_path = str(run.path)
     run = RunDir(broadcast_object(run_path, dist))
+    if dist.is_main:
+        g = cfg.gan
+        graphs = resolve_cuda_graphs(g.cuda_graphs, dist.device, dist.world, g.compile)
+        loop = "CUDA graphs" if graphs else "torch.compile" if g.compile else "eager"
+        typer.echo(
+            f"run directory: {run.path}  ({len(train_set)} images, device {dist.device}, "
+            f"{dist.world} process(es), {loop})"
+        )
     summary = train_gan(
         cfg,
         run,
