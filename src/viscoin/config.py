@@ -198,7 +198,8 @@ class ViscoinConfig:
     channels_last: bool = False  # NHWC memory format for f, G's synthesis and LPIPS
     # torch.compile the step's sampling and losses, on CUDA only (elsewhere the step stays eager,
     # silently). auto: on exactly when the device is CUDA, Triton is installed and the run is one
-    # process (not torchrun); true: on CUDA, under torchrun too; false: never. Compiling takes a few minutes before the first step, cached in compile-cache/
+    # process (not torchrun); true: on CUDA, under torchrun too; false: never. Compiling takes a
+    # few minutes before the first step, cached in compile-cache/
     compile: bool | str = "auto"
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     # whole: the step's losses and sampling as two graphs; regional: each repeated block of f, G
@@ -463,6 +464,13 @@ def _unit(problems: list, name: str, value: float, top_open: bool = True) -> Non
         problems.append((name, value, "at least 0 and below 1" if top_open else "between 0 and 1"))
 
 
+def _auto_or_bool(problems: list, name: str, value: object) -> None:
+    """A setting of ``auto``, ``true`` or ``false``: YAML's booleans (what the configs saved
+    before ``auto`` hold) or the string ``auto``."""
+    if not (isinstance(value, bool) or value == "auto"):
+        problems.append((name, value, "auto, true or false"))
+
+
 def _check_run(c: RunConfig, p: list) -> None:
     if not 0 <= c.seed < 2**32:  # numpy's seed range
         p.append(("run.seed", c.seed, "at least 0 and below 2^32"))
@@ -512,10 +520,8 @@ def _check_gan(c: GanConfig, p: list) -> None:
     _unit(p, "gan.style_mixing", c.style_mixing, top_open=False)
     if c.compile_mode not in GAN_COMPILE_MODES:
         p.append(("gan.compile_mode", c.compile_mode, " or ".join(GAN_COMPILE_MODES)))
-    # YAML's true/false (what the configs saved before 'auto' hold) or the string auto
-    if not (isinstance(c.cuda_graphs, bool) or c.cuda_graphs == "auto"):
-        p.append(("gan.cuda_graphs", c.cuda_graphs, "auto, true or false"))
-    elif c.cuda_graphs is True and c.compile:
+    _auto_or_bool(p, "gan.cuda_graphs", c.cuda_graphs)
+    if c.cuda_graphs is True and c.compile:
         p.append(("gan.cuda_graphs", c.cuda_graphs, "false with gan.compile=true (choose one)"))
     if c.d_architecture not in D_ARCHITECTURES:
         p.append(("gan.d_architecture", c.d_architecture, " or ".join(D_ARCHITECTURES)))
@@ -551,9 +557,7 @@ def _check_viscoin(c: ViscoinConfig, p: list) -> None:
         )
     if c.amp not in VISCOIN_AMP_SETTINGS:
         p.append(("viscoin.amp", c.amp, "auto, none or bf16"))
-    # YAML's true/false (what the configs saved before 'auto' hold) or the string auto
-    if not (isinstance(c.compile, bool) or c.compile == "auto"):
-        p.append(("viscoin.compile", c.compile, "auto, true or false"))
+    _auto_or_bool(p, "viscoin.compile", c.compile)
 
 
 def validate(config: Config) -> None:
