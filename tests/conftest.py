@@ -88,6 +88,22 @@ def _run_in_process(args: list[str], cwd: Path | None) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(["viscoin", *args], code, out.getvalue(), err.getvalue())
 
 
+def save_tiny_models(root: Path) -> Path:
+    """A random resnet18 classifier of 10 classes (it only has to be finite) and a tiny 32 px
+    generator, saved in ``root`` as ``f.safetensors`` and ``G.safetensors``."""
+    from viscoin.models import stylegan2
+    from viscoin.models.classifier import build_classifier, save_classifier
+
+    torch.manual_seed(0)
+    save_classifier(build_classifier("resnet18", 10), root / "f.safetensors")
+    generator = stylegan2.Generator(
+        z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
+        mapping_kwargs={"num_layers": 1}, channel_base=256, channel_max=16,
+    )  # fmt: skip
+    stylegan2.save_generator(generator, root / "G.safetensors")
+    return root
+
+
 @pytest.fixture
 def cli():
     return run_cli

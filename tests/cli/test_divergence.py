@@ -4,27 +4,15 @@ the checkpoint on disk is the last finite one, never overwritten with NaN weight
 import json
 
 import pytest
-import torch
 
-from tests.conftest import DATA, run_cli
+from tests.conftest import DATA, run_cli, save_tiny_models
 from viscoin.utils.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A random classifier (no training needed: it only has to be finite) and a tiny generator."""
-    from viscoin.models import stylegan2
-    from viscoin.models.classifier import build_classifier, save_classifier
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_classifier(build_classifier("resnet18", 10), root / "f.safetensors")
-    generator = stylegan2.Generator(
-        z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
-        mapping_kwargs={"num_layers": 1}, channel_base=256, channel_max=16,
-    )  # fmt: skip
-    stylegan2.save_generator(generator, root / "G.safetensors")
-    return root
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 def all_finite(path):

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 import viscoin.train.viscoin as vt
-from tests.conftest import DATA, run_cli
+from tests.conftest import DATA, run_cli, save_tiny_models
 from viscoin.config import (
     VISCOIN_AMP_SETTINGS,
     Config,
@@ -226,18 +226,7 @@ def test_resuming_an_old_run_may_change_amp_and_compile():
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A random classifier (it only has to be finite) and a tiny generator."""
-    from viscoin.models import stylegan2
-    from viscoin.models.classifier import build_classifier, save_classifier
-
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_classifier(build_classifier("resnet18", 10), root / "f.safetensors")
-    generator = stylegan2.Generator(
-        z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
-        mapping_kwargs={"num_layers": 1}, channel_base=256, channel_max=16,
-    )  # fmt: skip
-    stylegan2.save_generator(generator, root / "G.safetensors")
-    return root
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 def train_viscoin(models, tmp_path, *sets: str):
