@@ -15,6 +15,9 @@ if ! python3 -c "import lpips" 2>/dev/null; then
   export PYTHONPATH=/tmp/site
 fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+# COMPILE_CACHE: one torch.compile cache (FX graphs, AOTAutograd, Triton kernels) for every phase of
+# this call, so that a phase after 'restart' starts warm; by default each process compiles afresh
+if [ -n "${COMPILE_CACHE:-}" ]; then mkdir -p "$COMPILE_CACHE"; export TORCHINDUCTOR_CACHE_DIR=$COMPILE_CACHE; fi
 step() { timeout "${LIMIT:-560}" python3 benchmarks/train_step.py "$@"; }
 # the real digits with the shapes generator's kind of recipe: narrow, batch 256
 narrow="--set gan.channel_base=4096 --set gan.channel_max=128 --set gan.batch_size=256 --set gan.r1_gamma=0.1"
@@ -36,8 +39,8 @@ case "$phase" in
       --variants bf16+compile+regional bf16+subpx+compile+regional bf16+subpx+graphs+regional 2>&1 | tee "$OUT/regional8.txt"
     step --batch 64 --steps 5 --warmup 2 --no-flops --json "$OUT/regional64.json" \
       --variants bf16+subpx+compile+regional 2>&1 | tee "$OUT/regional64.txt" ;;
-  restart)  # warm-up (compile) of a first and a second start sharing one compile cache (warmup_s);
-    # COMPILE_CACHE names that cache (default: a new one), so that later phases can start warm
+  restart)  # warm-up (compile) of a first and a second start sharing one compile cache (warmup_s,
+    # first_step_s, compile_s by stage); COMPILE_CACHE names that cache (default: a new one)
     cache=${COMPILE_CACHE:-$(mktemp -d)}
     for start in 1 2; do
       TORCHINDUCTOR_CACHE_DIR=$cache step --batch 8 --steps 3 --warmup 1 --no-flops \
@@ -46,9 +49,10 @@ case "$phase" in
   step64)
     step --batch 64 --steps 5 --warmup 2 --no-flops --json "$OUT/step64.json" \
       --variants bf16+compile 2>&1 | tee "$OUT/step64.txt" ;;
-  profile)
-    LIMIT=300 step --batch 8 --steps 10 --warmup 3 --no-flops --profile "$OUT/profile" --json "$OUT/profile.json" \
-      --variants bf16+compile bf16+cl+compile 2>&1 | tee "$OUT/profile.txt" ;;
+  profile)  # PROFILE_VARIANTS: which variants (default the trainer's default step); Chrome traces gzipped
+    LIMIT=${LIMIT:-300} step --batch 8 --steps 10 --warmup 3 --no-flops --profile "$OUT/profile" --json "$OUT/profile.json" \
+      --variants ${PROFILE_VARIANTS:-bf16+compile} 2>&1 | tee "$OUT/profile.txt"
+    gzip -f "$OUT"/profile/*.trace.json || true ;;
   curves)
     step --batch 8 --curve 200 --no-flops --json "$OUT/curves.json" \
       --variants fp32 fp32 bf16 bf16+compile 2>&1 | tee "$OUT/curves.txt" ;;  # fp32 twice: the null

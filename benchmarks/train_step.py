@@ -170,13 +170,22 @@ def bench(args, batch: int, variant: str, channel_base: int, device: torch.devic
     step = Step(args, variant, channel_base, device)
     real = torch.rand(batch, 3, step.res, step.res, device=device) * 2 - 1
     z = torch.randn(batch, step.G.z_dim, device=device)
+    metrics = compile_metrics()
+    metrics.clear()
     t0 = time.perf_counter()
-    for _ in range(args.warmup):
+    first_step_s = 0.0
+    for i in range(args.warmup):
         step(real, z)
+        if i == 0:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            first_step_s = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - t0
+    # where the warm-up went: seconds per compiler stage (Dynamo, AOTAutograd, Inductor, Triton)
+    compile_s = {k: round(sum(v), 3) for k, v in metrics.items()}
     marks = EventMarks(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -198,6 +207,8 @@ def bench(args, batch: int, variant: str, channel_base: int, device: torch.devic
         "images_per_s": 2 * batch / seconds,
         "parts_ms": dict(parts),
         "warmup_s": warmup_s,
+        "first_step_s": first_step_s,
+        "compile_s": compile_s,
         "gflop_per_iter": flops / 1e9,
         "achieved_tflops": flops / seconds / 1e12,
     }
@@ -207,6 +218,15 @@ def bench(args, batch: int, variant: str, channel_base: int, device: torch.devic
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
+
+
+def compile_metrics() -> dict[str, list[float]]:
+    """torch.compile's own timings so far (stage name → seconds per call); empty if unavailable."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:
+        return {}
+    return compilation_time_metrics
 
 
 def profile(step: Step, real: torch.Tensor, z: torch.Tensor, path: Path) -> None:
@@ -370,9 +390,13 @@ def main() -> None:
                     f"cb {cb} {variant:>18} batch {r['batch']:>7}: {r['ms_per_iter']:.1f} ms/it "
                     f"({r['it_per_s']:.2f} it/s, {r['images_per_s']:.0f} img/s), "
                     f"{r['gflop_per_iter']:.0f} GFLOP/it = {r['achieved_tflops']:.1f} TFLOP/s{mem}, "
-                    f"warm-up {r['warmup_s']:.0f} s\n    [ms: {parts}]",
+                    f"warm-up {r['warmup_s']:.0f} s (first step {r['first_step_s']:.0f} s)"
+                    f"\n    [ms: {parts}]",
                     flush=True,
                 )
+                stages = sorted(r["compile_s"].items(), key=lambda kv: -kv[1])[:6]
+                if stages:
+                    print("    [compile s: " + ", ".join(f"{k} {v:.1f}" for k, v in stages) + "]")
     if args.curve and len(out["curves"]) > 1:
         out["comparisons"] = compare_curves(out["curves"])
         first = next(iter(out["curves"]))

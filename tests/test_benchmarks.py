@@ -32,6 +32,7 @@ def test_train_step_tiny(tmp_path):
     for r in results:
         assert r["gflop_per_iter"] > 0 and r["ms_per_iter"] > 0
         assert {"sample G", "synthesis", "backward", "optimiser"} <= set(r["parts_ms"])
+        assert 0 < r["first_step_s"] <= r["warmup_s"] and r["compile_s"] == {}  # nothing compiled
 
 
 def test_train_step_times_the_tracing_with_another_compile_backend(tmp_path):
@@ -47,6 +48,8 @@ def test_train_step_times_the_tracing_with_another_compile_backend(tmp_path):
     assert data["info"]["compiled_with_backend"] == 2  # the losses and the sampling
     (r,) = data["results"]
     assert r["variant"] == "fp32+compile" and r["warmup_s"] > 0 and r["ms_per_iter"] > 0
+    # the warm-up by compiler stage: Dynamo's tracing is there, and it fits in the first step
+    assert 0 < max(r["compile_s"].values()) <= r["first_step_s"] <= r["warmup_s"]
 
 
 def test_train_step_curves_tiny(tmp_path):
