@@ -13,8 +13,8 @@ CUDA graphs), ``fused`` (the fused modulated convolution for the reconstruction 
 an eval-mode generator before this option existed), ``subpx`` (the synthesis network's upsampling
 convolutions as stride-1 sub-pixel convolutions instead of transposed ones), ``regional`` (with
 ``compile`` or ``graphs``: each repeated block of f, G and LPIPS compiled on its own instead of
-the whole step as one graph), ``mmfir`` (compiled: the FIR filters as two matrix products, as
-eager CUDA does, instead of a weighted sum of shifted views that Inductor fuses).
+the whole step as one graph), ``pwfir`` (compiled: the loss computation's FIR filters as a
+weighted sum of shifted views that Inductor fuses, instead of the default two matrix products).
 
     python benchmarks/train_step.py --batch 8 64 --variants fp32 bf16+cl+compile     # on a GPU
     python benchmarks/train_step.py --curve 200 --variants fp32 fp32 bf16+cl         # loss curves
@@ -44,7 +44,7 @@ from viscoin.models.viscoin import build_core
 from viscoin.train.step import SpeedOptions, StepCompute, make_optimizers
 from viscoin.train.viscoin import LossWeights
 
-TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused", "subpx", "regional", "mmfir"}
+TOKENS = {"fp32", "bf16", "cl", "compile", "graphs", "fused", "subpx", "regional", "pwfir"}
 
 
 def parse_variant(name: str) -> tuple[SpeedOptions, bool]:
@@ -56,7 +56,7 @@ def parse_variant(name: str) -> tuple[SpeedOptions, bool]:
     if "regional" in tokens and mode == "none":
         raise SystemExit(f"bad variant {name!r}: 'regional' needs 'compile' or 'graphs'")
     scope = "regional" if "regional" in tokens else "whole"
-    fir = "matmul" if "mmfir" in tokens else "pointwise"
+    fir = "pointwise" if "pwfir" in tokens else "matmul"
     options = SpeedOptions("bf16" if "bf16" in tokens else "none", "cl" in tokens, mode, scope, fir)
     return options, "fused" in tokens
 

@@ -204,3 +204,29 @@ def test_gan_vs_official_speed_runs_viscoin(tmp_path):
     assert row["warmup_s"] > 0
     table = (prof / "profile-viscoin-16.txt").read_text()
     assert "conv" in table and "Self CPU" in table  # the operators, ranked
+
+
+def test_profile_summary_splits_gpu_time_by_kind(tmp_path):
+    import gzip
+
+    def kernel(name, us):
+        return {"ph": "X", "cat": "kernel", "name": name, "dur": us, "ts": 0}
+
+    events = [
+        kernel("triton_poi_fused_add_0", 3000),
+        kernel("sm90_xmma_dgrad_implicit_gemm_bf16", 1500),
+        kernel("sm90_xmma_fprop_implicit_gemm_bf16", 600),
+        kernel("nvjet_tst_128x64", 900),
+    ]
+    events.append({"ph": "X", "cat": "cpu_op", "name": "aten::add", "dur": 99999, "ts": 0})  # host
+    path = tmp_path / "t.trace.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    text = _run("benchmarks/profile_summary.py", "--steps", "1", str(path))
+    assert "4 kernels, GPU busy 6.0 ms per step" in text
+    assert (
+        "triton element-wise 3.0, convolution backward 1.5, matrix product 0.9, "
+        "convolution forward 0.6" in text
+    )
+    # three profiled steps (the default): per step, a third
+    assert "GPU busy 2.0 ms per step" in _run("benchmarks/profile_summary.py", str(path))

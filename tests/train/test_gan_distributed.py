@@ -41,8 +41,11 @@ RUNS = {
     "ada": ["gan.augment=ada", "gan.c_dim=2", "gan.style_mixing=0.9", "run.seed=2"],
     "fixed": ["gan.augment=fixed:0.5", "gan.style_mixing=1.0"],
 }
-# the tolerance of the comparison with one process (parameters after STEPS Adam steps)
-RTOL, ATOL = 1e-4, 1e-5
+# the tolerance of the comparison with one process (parameters after STEPS Adam steps): two halves
+# of a batch sum their gradients in another order than the whole batch, and the CPU's convolution
+# kernels differ between processors; a 2-process run of D's small biases (|b| < 0.01) ended
+# 3e-5 away from the 1-process run on an Intel Xeon (on an AMD EPYC, within 1e-5)
+RTOL, ATOL = 1e-4, 1e-4
 
 
 def config(name: str, root: Path, steps: int = STEPS, extra: tuple[str, ...] = ()):

@@ -20,7 +20,11 @@ The trainer takes them from the config through :func:`resolve_speed_options`: by
 supports them (compiled in one process only), float32 and eager elsewhere.
 
 The reconstruction path always uses the unfused modulated convolution (scale the activations
-around one shared convolution): it is the cheaper one when gradients flow back through G.
+around one shared convolution): it is the cheaper one when gradients flow back through G. Compiled,
+the loss computation applies G's FIR filters as two matrix products per filter
+(``compiled_fir="matmul"``, when every resampling filter is the standard one): the backward of
+the fused shifted-view form re-reads the activation gradient once per filter tap, and was the
+largest kernel of the step. The sampling, which has no backward, keeps the fused form.
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ class SpeedOptions:
     channels_last: bool = False
     compile: str = "none"  # one of COMPILE_MODES
     compile_scope: str = "whole"  # one of COMPILE_SCOPES
-    # how the compiled step applies the synthesis network's FIR filters: pointwise | matmul
-    compiled_fir: str = "pointwise"
+    # how the compiled loss computation applies the synthesis network's FIR filters: matmul (two
+    # matrix products, whose backward is matrix products again) | pointwise (shifted views fused
+    # with the element-wise work around them); the sampling, with no backward, always fuses them
+    compiled_fir: str = "matmul"
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_MODES:
@@ -226,8 +232,7 @@ class StepCompute:
         """
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        with use_compiled_fir_impl(self.compiled_fir):
-            images = self._sample(z, c, noise)
+        images = self._sample(z, c, noise)  # no backward: the fused pointwise FIR is the faster
         return images.clone() if self.cudagraphs else images
 
     def _loss_terms(
