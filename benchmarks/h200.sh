@@ -2,6 +2,7 @@
 # The GPU measurements of BENCHMARKS.md, by phase (each takes under 10 minutes):
 #   bash benchmarks/h200.sh step8 | subpx | regional | restart | step64 | profile | curves | generator
 #                           | gan-speed | gan-graphs | gan-compile | digits-narrow | digits-long
+#                           | trainer-graphs
 # step8 runs the variants in VARIANTS (default: the table's), FLOPS= also counts FLOPs (on the CPU),
 # PROFILE=1 also profiles each variant into $OUT/profile.
 # gan-speed and gan-compile need a checkout of NVlabs/stylegan2-ada-pytorch in $OFFICIAL (default
@@ -96,6 +97,9 @@ case "$phase" in
     tar czf - -C runs rd-long/digits-gan/config.yaml rd-long/digits-gan/metrics.jsonl \
       rd-long/digits-gan/figures rd-long/digits-gan/checkpoints/gan-training.state.pt \
       | split -b 15M - "$OUT/part-" ;;
+  trainer-graphs)  # the trainer with CUDA graphs (and its resume) beside eager and compiled runs
+    timeout "${LIMIT:-560}" bash benchmarks/trainer_graphs.sh runs/trainer-graphs "${ITERS:-200}" 2>&1 \
+      | tee "$OUT/trainer-graphs.txt" ;;
   *) echo "unknown phase $phase"; exit 2 ;;
 esac
 done

@@ -230,3 +230,23 @@ def test_profile_summary_splits_gpu_time_by_kind(tmp_path):
     )
     # three profiled steps (the default): per step, a third
     assert "GPU busy 2.0 ms per step" in _run("benchmarks/profile_summary.py", str(path))
+
+
+def test_trainer_graphs_script_runs_the_trainer_and_tabulates_its_losses(tmp_path):
+    # on the CPU every run is eager (compile is ignored off CUDA): the same losses four times
+    import os
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "benchmarks/trainer_graphs.sh", str(tmp_path / "runs"), "20"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert (
+        "resuming with changed settings: viscoin.iterations 20 -> 30" in result.stderr.splitlines()
+    )
+    row = next(line for line in lines if line.startswith("  30 "))
+    assert row.split()[1:4] == ["nan"] * 3 and row.split()[4] != "nan"  # only the resumed run
+    for name in ("compiled", "graphs", "graphs-resumed"):
+        assert f"{name} vs eager: largest relative difference of the logged total 0.0000" in lines
