@@ -29,15 +29,17 @@ digits_results() {
   tar czf "$OUT/$2.tgz" -C "$1" score.json digits-gan/metrics.jsonl digits-gan/figures \
     digits-f/metrics.jsonl 2>/dev/null || true
 }
+# the Chrome traces of $OUT/profile gzipped (few large files come back), and their GPU time by kind
+summarise_profiles() {
+  gzip -f "$OUT"/profile/*.trace.json || true
+  python3 benchmarks/profile_summary.py "$OUT"/profile/*.trace.json.gz | tee "$OUT/profile-summary.txt"
+}
 for phase in "$@"; do
 case "$phase" in
   step8)
     step --batch 8 --steps 20 --warmup 3 ${FLOPS---no-flops} ${PROFILE:+--profile "$OUT/profile"} --json "$OUT/step8.json" \
       --variants ${VARIANTS:-fp32 bf16+compile bf16+cl+compile bf16+graphs bf16+cl+graphs} 2>&1 | tee "$OUT/step8.txt"
-    if [ -n "${PROFILE:-}" ]; then
-      gzip -f "$OUT"/profile/*.trace.json || true
-      python3 benchmarks/profile_summary.py "$OUT"/profile/*.trace.json.gz | tee "$OUT/profile-summary.txt"
-    fi ;;
+    if [ -n "${PROFILE:-}" ]; then summarise_profiles; fi ;;
   subpx)  # the upsampling convolutions as sub-pixel convolutions, with and without channels_last
     step --batch 8 --steps 20 --warmup 3 --no-flops --json "$OUT/subpx.json" \
       --variants bf16+compile bf16+subpx+compile bf16+cl+subpx+compile bf16+subpx+graphs 2>&1 | tee "$OUT/subpx.txt" ;;
@@ -59,8 +61,7 @@ case "$phase" in
   profile)  # PROFILE_VARIANTS: which variants (default the trainer's default step); Chrome traces gzipped
     LIMIT=${LIMIT:-300} step --batch 8 --steps 10 --warmup 3 --no-flops --profile "$OUT/profile" --json "$OUT/profile.json" \
       --variants ${PROFILE_VARIANTS:-bf16+compile} 2>&1 | tee "$OUT/profile.txt"
-    gzip -f "$OUT"/profile/*.trace.json || true
-    python3 benchmarks/profile_summary.py "$OUT"/profile/*.trace.json.gz | tee "$OUT/profile-summary.txt" ;;
+    summarise_profiles ;;
   curves)
     step --batch 8 --curve 200 --no-flops --json "$OUT/curves.json" \
       --variants fp32 fp32 bf16 bf16+compile 2>&1 | tee "$OUT/curves.txt" ;;  # fp32 twice: the null

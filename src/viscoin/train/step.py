@@ -40,7 +40,11 @@ import torch
 from torch import nn
 
 from viscoin.errors import UserError
-from viscoin.models.stylegan2.ops import standard_filters, use_compiled_fir_impl
+from viscoin.models.stylegan2.ops import (
+    COMPILED_FIR_IMPLS,
+    standard_filters,
+    use_compiled_fir_impl,
+)
 
 if TYPE_CHECKING:
     from viscoin.config import ViscoinConfig
@@ -48,7 +52,6 @@ if TYPE_CHECKING:
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_SCOPES = ("whole", "regional")
 AMP_MODES = ("none", "bf16")
-COMPILED_FIR = ("pointwise", "matmul")
 
 
 @dataclass
@@ -69,9 +72,9 @@ class SpeedOptions:
             raise UserError(
                 f"viscoin.compile_mode must be one of {', '.join(COMPILE_MODES)}, not {self.compile!r}"
             )
-        if self.compiled_fir not in COMPILED_FIR:
+        if self.compiled_fir not in COMPILED_FIR_IMPLS:
             raise ValueError(
-                f"compiled_fir must be one of {COMPILED_FIR}, not {self.compiled_fir!r}"
+                f"compiled_fir must be one of {COMPILED_FIR_IMPLS}, not {self.compiled_fir!r}"
             )
         if self.compile_scope not in COMPILE_SCOPES:
             raise UserError(
@@ -169,9 +172,11 @@ class StepCompute:
         }
         self._losses: Callable = self._loss_terms
         self._sample: Callable = self._sample_images
-        # the matmul FIR holds for the standard filter only, which a compiled graph cannot check
+        # the matmul FIR holds for the standard filter only, which a compiled graph cannot check:
+        # checked here, on the host, when the step is compiled (eager steps never read the choice)
         self.compiled_fir = options.compiled_fir
-        if self.compiled_fir == "matmul" and not standard_filters(generator):
+        compiled = options.compile != "none"
+        if compiled and self.compiled_fir == "matmul" and not standard_filters(generator):
             self.compiled_fir = "pointwise"
         self.cudagraphs = options.compile in ("reduce-overhead", "max-autotune")
         self.regions: list[nn.Module] = []

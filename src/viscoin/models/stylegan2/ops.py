@@ -103,9 +103,10 @@ def _fir_weight(
 # Under torch.compile, the filter is either ``pointwise`` (a weighted sum of shifted views, which
 # Inductor fuses with the element-wise work around it) or ``matmul`` (as above; for callers that
 # have checked with :func:`standard_filters` that every filter is the standard one).
+COMPILED_FIR_IMPLS = ("pointwise", "matmul")
 _IMPL_CHOICES = {
     "FIR": ("auto", "conv", "pool", "matmul"),
-    "compiled FIR": ("pointwise", "matmul"),
+    "compiled FIR": COMPILED_FIR_IMPLS,
     "upsample": ("transpose", "subpixel"),
 }
 _impl = {"FIR": "auto", "compiled FIR": "pointwise", "upsample": "transpose"}  # the current choices
@@ -202,10 +203,10 @@ def _fir_matrix(
     with x zero-inserted by ``up``, padded by (pad0, pad1), filtered and subsampled by ``down``
     (times ``gain``). Built once per shape and kept (the comparison of a later call copies nothing
     from the host, so a CUDA graph can capture it); built inside the graph when compiling."""
-    key = (size, up, down, pad0, pad1, gain, like.dtype, like.device)
     if torch.compiler.is_compiling():
         matrix = _build_fir_matrix(size, up, down, pad0, pad1, gain, like.device, torch.float32)
         return matrix.to(like.dtype)
+    key = (size, up, down, pad0, pad1, gain, like.dtype, like.device)
     if key not in _FIR_MATRICES:
         matrix = _build_fir_matrix(size, up, down, pad0, pad1, gain, torch.device("cpu"))
         _FIR_MATRICES[key] = matrix.to(like.dtype).to(like.device)
